@@ -1,0 +1,40 @@
+#include "sample.h"
+
+#include "error.h"
+#include "timeutil.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const quality_names[GW_Q__COUNT] = {
+    "good", "stale", "comm_error", "decode_error", "out_of_range",
+};
+
+const char *gw_quality_name(gw_quality q)
+{
+    return (unsigned)q < GW_Q__COUNT ? quality_names[q] : "unknown";
+}
+
+int gw_quality_parse(const char *name, gw_quality *out)
+{
+    for (int i = 0; name && i < GW_Q__COUNT; i++) {
+        if (strcmp(name, quality_names[i]) == 0) {
+            *out = (gw_quality)i;
+            return 0;
+        }
+    }
+    return GW_EINVAL;
+}
+
+void gw_sample_set(gw_sample *s, const char *device, const char *field, double value,
+                   const char *unit, gw_quality q, int64_t ts_us)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->device, sizeof s->device, "%s", device ? device : "");
+    snprintf(s->field, sizeof s->field, "%s", field ? field : "");
+    snprintf(s->unit, sizeof s->unit, "%s", unit ? unit : "");
+    s->value = value;
+    s->quality = q;
+    s->type = GW_V_NUMBER;
+    s->ts_us = ts_us ? ts_us : gw_now_us();
+}
