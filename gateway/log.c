@@ -134,7 +134,7 @@ void gw_log(gw_log_level level, const char *area, const char *fmt, ...)
     va_end(ap);
 }
 
-int gw_complain(gw_complain *c, int64_t now_ms, int64_t base_ms, int64_t max_ms,
+int gw_complain(gw_complaint *c, int64_t now_ms, int64_t base_ms, int64_t max_ms,
                 gw_log_level level, const char *area, const char *fmt, ...)
 {
     if (now_ms == 0)
@@ -166,7 +166,7 @@ int gw_complain(gw_complain *c, int64_t now_ms, int64_t base_ms, int64_t max_ms,
     return 1;
 }
 
-int gw_complain_clear(gw_complain *c, const char *area, const char *fmt, ...)
+int gw_complain_clear(gw_complaint *c, const char *area, const char *fmt, ...)
 {
     if (c->interval_ms == 0)
         return 0;

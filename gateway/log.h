@@ -49,23 +49,23 @@ void gw_log(gw_log_level level, const char *area, const char *fmt, ...)
  * unreachable). The first complaint is logged; repeats are logged with doubling
  * intervals (interval_ms, 2x, 4x ... capped at max_ms) and say how many were
  * suppressed; gw_complain_clear() logs "recovered" once, only if a complaint was made.
- * Initialise with GW_COMPLAIN_INIT or zero. One complaint object is owned by one
+ * Initialise with GW_COMPLAINT_INIT or zero. One complaint object is owned by one
  * thread at a time (the caller's lock if shared). */
-typedef struct gw_complain {
+typedef struct gw_complaint {
     int64_t next_ms;       /* earliest time the next line may be logged */
     int64_t interval_ms;   /* current back-off interval; 0 = not complaining */
     uint64_t suppressed;   /* repeats since the last line */
     uint64_t total;        /* complaints since the condition began */
-} gw_complain;
-#define GW_COMPLAIN_INIT {0, 0, 0, 0}
+} gw_complaint;
+#define GW_COMPLAINT_INIT {0, 0, 0, 0}
 
 /* Log (or suppress) one complaint at now_ms (gw_now_ms() when 0). Returns 1 if a line
  * was written, 0 if suppressed. base_ms / max_ms: first and longest repeat interval. */
-int gw_complain(gw_complain *c, int64_t now_ms, int64_t base_ms, int64_t max_ms,
+int gw_complain(gw_complaint *c, int64_t now_ms, int64_t base_ms, int64_t max_ms,
                 gw_log_level level, const char *area, const char *fmt, ...)
     __attribute__((format(printf, 7, 8)));
 /* End the condition: logs a "recovered" line (at notice) if anything was complained. */
-int gw_complain_clear(gw_complain *c, const char *area, const char *fmt, ...)
+int gw_complain_clear(gw_complaint *c, const char *area, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #endif
