@@ -1,0 +1,18 @@
+# Turn files into a C source of byte arrays: cmake -DOUT=file.c -DINPUTS="a;b" -P embed.cmake
+# Each file becomes an entry {name, data, size} of gw_embedded_files[] (name = basename).
+set(body "#include <stddef.h>\n#include \"http/assets.h\"\n\n")
+set(table "const gw_embedded_file gw_embedded_files[] = {\n")
+set(i 0)
+foreach(in ${INPUTS})
+  get_filename_component(name ${in} NAME)
+  file(READ ${in} hex HEX)
+  string(LENGTH "${hex}" hexlen)
+  math(EXPR size "${hexlen} / 2")
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(APPEND body "static const unsigned char f${i}[] = {${bytes}0x00};\n")
+  string(APPEND table "    {\"${name}\", f${i}, ${size}},\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+string(APPEND table "    {NULL, NULL, 0},\n};\n")
+file(WRITE ${OUT}.tmp "${body}\n${table}")
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different ${OUT}.tmp ${OUT})
