@@ -199,6 +199,10 @@ typedef struct gw_config {
  * errs (and *out NULL). Other checks that need a module (profile contents, rule
  * semantics, plugins) are done by gw_check_deep() in check.c on the loaded config. */
 int gw_config_load(const char *file, gw_cfgerr *errs, gw_config **out);
+/* gw_config_load from a buffer (fuzzing, tests): data need not be NUL-terminated;
+ * name is shown in errors and its directory is the base for relative paths. */
+int gw_config_load_mem(const char *name, const char *data, size_t len, gw_cfgerr *errs,
+                       gw_config **out);
 void gw_config_free(gw_config *cfg);
 
 /* Lookups; NULL / -1 when absent. */
