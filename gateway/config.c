@@ -1416,13 +1416,21 @@ static void load_modbus(cfg_ld *L, cJSON *m, const char *P, gw_device *d)
         }
         d->bus = dup_s(L, bus);
     }
-    if (!cJSON_GetObjectItemCaseSensitive(m, "unit_id")) {
-        want(L, NULL, m, P, "unit_id", T_NUM, F_REQ);
-    } else if (get_int(L, m, P, "unit_id", 0, 247, 1, &d->unit_id) < 0) {
-        /* reported */
-    } else if (d->unit_id == 0 && (!b || b->type != GW_BUS_TCP)) {
-        err(L, NULL, jp_key(p, P, "unit_id"),
-            "must be 1..247, got 0 (0 is accepted on tcp buses only)");
+    const cJSON *u = want(L, NULL, m, P, "unit_id", T_NUM, F_REQ);
+    d->unit_id = -1; /* unknown: kept out of the duplicate check below */
+    if (u) {
+        double v = u->valuedouble;
+        char got[64];
+        fmt_num(got, sizeof got, v);
+        jp_key(p, P, "unit_id");
+        if (!isfinite(v) || v != floor(v))
+            err(L, NULL, p, "must be an integer, got %s", got);
+        else if (v < 0 || v > 247)
+            err(L, NULL, p, "must be 1..247, got %s", got);
+        else if (v == 0 && (!b || b->type != GW_BUS_TCP))
+            err(L, NULL, p, "must be 1..247, got 0 (0 is accepted on tcp buses only)");
+        else
+            d->unit_id = (int)v;
     }
     const char *prof = get_str(L, NULL, m, P, "profile", F_REQ);
     if (prof) {
@@ -1503,8 +1511,8 @@ static void load_rule_sets(cfg_ld *L, const cJSON *o, const char *P, gw_device *
             continue;
         }
         int dup = 0;
-        for (size_t k = 0; k < d->n_rule_sets; k++)
-            dup |= strcmp(d->rule_sets[k], name) == 0;
+        for (const cJSON *t = a->child; t != s; t = t->next)
+            dup |= cJSON_IsString(t) && strcmp(t->valuestring, name) == 0;
         if (dup) {
             err(L, NULL, q, "rule set '%s' is listed twice", name);
             continue;
@@ -1623,8 +1631,9 @@ static void load_devices(cfg_ld *L, cJSON *root)
         const gw_device *d = &c->devices[k];
         for (size_t j = 0; j < k; j++) {
             const gw_device *e = &c->devices[j];
-            if (d->profile && e->profile && d->bus && e->bus && strcmp(d->bus, e->bus) == 0 &&
-                d->unit_id == e->unit_id) {
+            if (d->unit_id >= 0 && d->bus && e->bus && strcmp(d->bus, e->bus) == 0 &&
+                d->unit_id == e->unit_id && d->source == GW_SRC_MODBUS &&
+                e->source == GW_SRC_MODBUS) {
                 jp_key(q, jp_key(p, jp_idx(P, "devices", k), "modbus"), "unit_id");
                 err(L, NULL, q, "unit id %d on bus '%s' is already used by devices[%zu] ('%s')",
                     d->unit_id, d->bus, j, e->id ? e->id : "");
@@ -1981,11 +1990,11 @@ void gw_config_free(gw_config *cfg)
     gw_free(cfg);
 }
 
-/* Shared by both entry points: root is consumed. */
-static int load_tree(const char *file, cJSON *root, int oom, gw_cfgerr *errs, gw_config **out)
+/* Shared by both entry points: root is consumed; errs->n was first before parsing. */
+static int load_tree(const char *file, cJSON *root, int oom, size_t first, gw_cfgerr *errs,
+                     gw_config **out)
 {
     cfg_ld L = {.e = errs, .file = file, .oom = oom};
-    size_t first = errs->n;
     int rc = 0;
     *out = NULL;
     L.cfg = gw_calloc(1, sizeof *L.cfg);
@@ -2031,8 +2040,9 @@ fail_cfg:
 int gw_config_load(const char *file, gw_cfgerr *errs, gw_config **out)
 {
     int oom = 0;
+    size_t first = errs->n;
     cJSON *root = read_json(file, errs, &oom);
-    return load_tree(file, root, oom, errs, out);
+    return load_tree(file, root, oom, first, errs, out);
 }
 
 int gw_config_load_mem(const char *name, const char *data, size_t len, gw_cfgerr *errs,
@@ -2051,7 +2061,7 @@ int gw_config_load_mem(const char *name, const char *data, size_t len, gw_cfgerr
     size_t before = errs->n;
     cJSON *root = parse_json(name, buf, len, errs);
     gw_free(buf);
-    return load_tree(name, root, !root && errs->n == before, errs, out);
+    return load_tree(name, root, !root && errs->n == before, before, errs, out);
 }
 
 const gw_device *gw_config_device(const gw_config *cfg, const char *id)
