@@ -69,16 +69,27 @@ void gw_log_clear_secrets(void)
     pthread_mutex_unlock(&secret_lock);
 }
 
-/* Replace every registered secret in line (in place; "***" is never longer). */
-static void mask_secrets(char *line)
+/* Replace every registered secret in line (in place; "***" is never longer). A line
+ * cut at the length limit may end in the first bytes of a secret: those become '*'. */
+static void mask_secrets(char *line, int truncated)
 {
     pthread_mutex_lock(&secret_lock);
     for (int i = 0; i < n_secrets; i++) {
         size_t sl = strlen(secrets[i]);
-        char *hit;
-        while ((hit = strstr(line, secrets[i])) != NULL) {
+        char *from = line, *hit;
+        while ((hit = strstr(from, secrets[i])) != NULL) {
             memcpy(hit, "***", 3);
             memmove(hit + 3, hit + sl, strlen(hit + sl) + 1);
+            from = hit + 3; /* a secret such as "***" would match its own mask forever */
+        }
+        if (truncated) {
+            size_t len = strlen(line);
+            for (size_t k = sl - 1; k > 0; k--) {
+                if (k <= len && memcmp(line + len - k, secrets[i], k) == 0) {
+                    memset(line + len - k, '*', k);
+                    break;
+                }
+            }
         }
     }
     pthread_mutex_unlock(&secret_lock);
@@ -111,13 +122,14 @@ static void vlog(gw_log_level level, const char *area, const char *fmt, va_list 
         off = 0;
     int n = vsnprintf(line + off, sizeof line - (size_t)off, fmt, ap);
     size_t len = n < 0 ? (size_t)off : strnlen(line, sizeof line - 2);
-    (void)n;
+    int truncated = n >= 0 && (size_t)off + (size_t)n > len;
     line[len] = '\0';
-    /* One event, one line: a stray newline from a payload must not forge a record. */
-    for (size_t i = (size_t)off; i < len; i++)
+    /* One event, one line: a stray newline from a payload (or an area built from one)
+     * must not forge a record. */
+    for (size_t i = 0; i < len; i++)
         if (line[i] == '\n' || line[i] == '\r')
             line[i] = ' ';
-    mask_secrets(line);
+    mask_secrets(line, truncated);
     len = strlen(line);
     line[len++] = '\n';
     ssize_t w = write(atomic_load(&log_fd), line, len);
@@ -151,7 +163,7 @@ int gw_complain(gw_complaint *c, int64_t now_ms, int64_t base_ms, int64_t max_ms
         c->interval_ms = 1;
     c->next_ms = now_ms + c->interval_ms;
     if ((int)level <= atomic_load(&log_level)) {
-        char msg[GW_LOG_LINE_MAX / 2];
+        char msg[GW_LOG_LINE_MAX];
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
@@ -170,7 +182,7 @@ int gw_complain_clear(gw_complaint *c, const char *area, const char *fmt, ...)
 {
     if (c->interval_ms == 0)
         return 0;
-    char msg[GW_LOG_LINE_MAX / 2];
+    char msg[GW_LOG_LINE_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);

@@ -59,7 +59,7 @@ typedef struct gw_complaint {
 } gw_complaint;
 #define GW_COMPLAINT_INIT {0, 0, 0, 0}
 
-/* Log (or suppress) one complaint at now_ms (gw_now_ms() when 0). Returns 1 if a line
+/* Log (or suppress) one complaint at now_ms (gw_mono_ms() when 0). Returns 1 if a line
  * was written, 0 if suppressed. base_ms / max_ms: first and longest repeat interval. */
 int gw_complain(gw_complaint *c, int64_t now_ms, int64_t base_ms, int64_t max_ms,
                 gw_log_level level, const char *area, const char *fmt, ...)
