@@ -56,23 +56,6 @@ int gw_format_rfc3339(char *buf, size_t n, int64_t ts_us, int off_min)
     return len;
 }
 
-int gw_parse_utc_offset(const char *s, int *minutes)
-{
-    if (!s)
-        return GW_EINVAL;
-    if ((s[0] == 'Z' || s[0] == 'z') && s[1] == '\0') {
-        *minutes = 0;
-        return 0;
-    }
-    int h, m;
-    char sign, tail;
-    if (sscanf(s, "%c%2d:%2d%c", &sign, &h, &m, &tail) != 3 || (sign != '+' && sign != '-') ||
-        strlen(s) != 6 || h > 14 || m > 59)
-        return GW_EINVAL;
-    *minutes = (sign == '-' ? -1 : 1) * (h * 60 + m);
-    return 0;
-}
-
 static int digits(const char *s, int n, int *out)
 {
     int v = 0;
@@ -82,6 +65,23 @@ static int digits(const char *s, int n, int *out)
         v = v * 10 + (s[i] - '0');
     }
     *out = v;
+    return 0;
+}
+
+int gw_parse_utc_offset(const char *s, int *minutes)
+{
+    if (!s)
+        return GW_EINVAL;
+    if ((s[0] == 'Z' || s[0] == 'z') && s[1] == '\0') {
+        *minutes = 0;
+        return 0;
+    }
+    /* Exactly "+hh:mm" / "-hh:mm": scanf's %d would also take " 8" or "-1". */
+    int h, m;
+    if ((s[0] != '+' && s[0] != '-') || strlen(s) != 6 || digits(s + 1, 2, &h) ||
+        s[3] != ':' || digits(s + 4, 2, &m) || h > 14 || m > 59)
+        return GW_EINVAL;
+    *minutes = (s[0] == '-' ? -1 : 1) * (h * 60 + m);
     return 0;
 }
 
@@ -106,7 +106,10 @@ int gw_parse_rfc3339(const char *s, int64_t *ts_us)
         digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' ||
         digits(s + 17, 2, &sec))
         return GW_EINVAL;
-    if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || mi > 59 || sec > 60)
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (M < 1 || M > 12 || D < 1 || D > mdays[M - 1] || h > 23 || mi > 59 || sec > 60)
+        return GW_EINVAL;
+    if (M == 2 && D == 29 && !(Y % 4 == 0 && (Y % 100 != 0 || Y % 400 == 0)))
         return GW_EINVAL;
     const char *p = s + 19;
     int64_t frac_us = 0;
