@@ -124,6 +124,36 @@ static void line_col(const char *buf, size_t off, unsigned long *line, unsigned 
     }
 }
 
+/* Whether the bracket at or enclosing pos (a '{' or ',') belongs to an object. */
+static int in_object(const char *buf, size_t start, size_t pos)
+{
+    char stack[1100];
+    size_t depth = 0;
+    int in_str = 0;
+    for (size_t i = start; i < pos; i++) {
+        char c = buf[i];
+        if (in_str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == '{' || c == '[') {
+            if (depth == sizeof stack)
+                return 0;
+            stack[depth++] = c;
+        } else if ((c == '}' || c == ']') && depth) {
+            depth--;
+        }
+    }
+    if (in_str)
+        return 0;
+    if (buf[pos] == '{')
+        return 1;
+    return depth && stack[depth - 1] == '{';
+}
+
 /* Parse len bytes of buf (buf[len] must be NUL). Reports with file's name. */
 static cJSON *parse_json(const char *file, const char *buf, size_t len, gw_cfgerr *e)
 {
@@ -143,6 +173,17 @@ static cJSON *parse_json(const char *file, const char *buf, size_t len, gw_cfger
         at = end ? (size_t)(end - buf) : len;
         if (at > len)
             at = len;
+        /* cJSON reports a bad object key one byte past its start ({"a": 1,} stops
+         * after the '}'): when the byte before the stop follows a '{' or ',' of an
+         * object, that byte is the culprit. */
+        if (at > start) {
+            size_t q = at - 1, r = q;
+            while (r > start && strchr(" \t\r\n", buf[r - 1]))
+                r--;
+            if (!strchr(" \t\r\n\"", buf[q]) && r > start &&
+                (buf[r - 1] == '{' || buf[r - 1] == ',') && in_object(buf, start, r - 1))
+                at = q;
+        }
     }
     unsigned long line, col;
     line_col(buf, at, &line, &col);
@@ -2013,11 +2054,12 @@ static int load_tree(const char *file, cJSON *root, int oom, size_t first, gw_cf
     if (L.nerr > CFG_MAX_ERRORS)
         gw_cfgerr_add(errs, file, "", "too many errors; %zu more not shown",
                       L.nerr - CFG_MAX_ERRORS);
-    /* Every problem found is in errs unless recording it ran out of memory. */
-    if (errs->n > first)
-        rc = GW_ECONFIG;
-    else if (L.oom || L.nerr || !root)
+    /* Out of memory wins: a failed allocation may have made a valid config look
+     * wrong (a name that could not be copied is then "missing"). */
+    if (L.oom)
         rc = GW_ENOMEM;
+    else if (errs->n > first || L.nerr || !root)
+        rc = GW_ECONFIG;
     for (size_t i = 0; i < L.n_prof_dirs; i++)
         gw_free(L.prof_dirs[i]);
     gw_free(L.prof_dirs);
