@@ -1,0 +1,1026 @@
+/* The Modbus poller. See poller.h for the contract; the comments here say why. */
+#include "poller.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <modbus/modbus.h>
+
+#include "../alloc.h"
+#include "../error.h"
+#include "../log.h"
+#include "../timeutil.h"
+
+#define AREA "modbus"
+#define RD_UNTRIED 1 /* read status: not attempted this cycle */
+
+typedef struct mb_dev mb_dev;
+
+typedef struct mb_conn {
+    const gw_bus *bus;
+    modbus_t *ctx;          /* created on first connect, kept for reconnects */
+    int open;               /* ctx is connected */
+    int busy;               /* taken by a worker (p->mu) */
+    size_t heap_pos;        /* SIZE_MAX when not queued (p->mu) */
+    int64_t key_ms;         /* heap key: earliest due device (p->mu) */
+    int64_t reconnect_at_ms, backoff_ms;
+    int consec_timeouts;
+    int64_t last_used_ms;
+    mb_dev **devs;
+    size_t n_devs;
+    uint32_t seed;          /* jitter */
+    gw_complaint complaint;
+} mb_conn;
+
+struct mb_dev {
+    size_t cfg_idx;
+    const gw_device *dev;
+    const gw_profile *prof;
+    gw_plan *plan;
+    mb_conn *conn;
+    int64_t due_ms, interval_ms;
+    int64_t probe_at_ms, probe_backoff_ms;
+    uint16_t *data;         /* plan->data_words at build; splits never grow it */
+    int *status;            /* per read: 0, RD_UNTRIED or GW_E* */
+    int *exc;               /* per read: exception code */
+    int64_t *ts;            /* per read: acquisition time */
+    gw_mb_health health;    /* written by the polling thread under p->hmu */
+    gw_complaint complaint;
+};
+
+struct gw_poller {
+    const gw_config *cfg;
+    gw_queue *q;
+    gw_profile **profiles;  /* parallel to cfg->profiles */
+    mb_conn *conns;
+    size_t n_conns;
+    mb_dev *devs;
+    size_t n_devs;
+    mb_dev **dev_by_cfg;    /* cfg->n_devices entries, NULL for non-Modbus */
+    mb_conn **heap;
+    size_t heap_n;
+    pthread_mutex_t mu;     /* heap, busy flags, stop */
+    pthread_cond_t cv;
+    pthread_mutex_t hmu;    /* device health */
+    pthread_t *threads;
+    size_t n_threads;
+    int stop;
+    gw_poller_stats st;     /* counters: atomics */
+    uint32_t open_conns;    /* atomic */
+};
+
+static void cnt(uint64_t *c, uint64_t n)
+{
+    __atomic_fetch_add(c, n, __ATOMIC_RELAXED);
+}
+
+const char *gw_mb_health_name(gw_mb_health_state s)
+{
+    static const char *const n[] = {"online", "degraded", "offline", "probing", "unknown"};
+    return (unsigned)s <= GW_MB_UNKNOWN ? n[s] : "unknown";
+}
+
+/* ±20 % jitter so a field of devices that failed together does not retry in lockstep. */
+static int64_t jitter(mb_conn *c, int64_t ms)
+{
+    c->seed = c->seed * 1103515245u + 12345u;
+    int64_t span = ms / 5;
+    if (span <= 0)
+        return ms;
+    return ms - span + (int64_t)((c->seed >> 8) % (uint32_t)(2 * span + 1));
+}
+
+static int64_t next_backoff(int64_t cur, int64_t lo, int64_t hi)
+{
+    if (lo < 1)
+        lo = 1;
+    int64_t n = cur <= 0 ? lo : cur * 2;
+    return n > hi ? hi : n;
+}
+
+/* ---- heap of idle connections, keyed by their earliest due device --------------- */
+
+static int64_t conn_key(const mb_conn *c)
+{
+    int64_t k = INT64_MAX;
+    for (size_t i = 0; i < c->n_devs; i++)
+        if (c->devs[i]->due_ms < k)
+            k = c->devs[i]->due_ms;
+    return k;
+}
+
+static void heap_swap(gw_poller *p, size_t a, size_t b)
+{
+    mb_conn *t = p->heap[a];
+    p->heap[a] = p->heap[b];
+    p->heap[b] = t;
+    p->heap[a]->heap_pos = a;
+    p->heap[b]->heap_pos = b;
+}
+
+static void heap_push(gw_poller *p, mb_conn *c)
+{
+    size_t i = p->heap_n++;
+    p->heap[i] = c;
+    c->heap_pos = i;
+    while (i > 0 && p->heap[(i - 1) / 2]->key_ms > p->heap[i]->key_ms) {
+        heap_swap(p, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static mb_conn *heap_pop(gw_poller *p)
+{
+    mb_conn *top = p->heap[0];
+    heap_swap(p, 0, --p->heap_n);
+    top->heap_pos = SIZE_MAX;
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < p->heap_n && p->heap[l]->key_ms < p->heap[m]->key_ms) m = l;
+        if (r < p->heap_n && p->heap[r]->key_ms < p->heap[m]->key_ms) m = r;
+        if (m == i)
+            break;
+        heap_swap(p, i, m);
+        i = m;
+    }
+    return top;
+}
+
+/* ---- connections -------------------------------------------------------------------- */
+
+static void conn_close(gw_poller *p, mb_conn *c)
+{
+    if (c->open) {
+        modbus_close(c->ctx);
+        c->open = 0;
+        __atomic_fetch_sub(&p->open_conns, 1, __ATOMIC_RELAXED);
+        cnt(&p->st.disconnects, 1);
+    }
+}
+
+/* The descriptor the next socket would get, without keeping it. */
+static int next_fd(void)
+{
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    return fd;
+}
+
+/* Close the least recently used idle connection to free a descriptor. */
+static int evict_idle(gw_poller *p, mb_conn *self)
+{
+    mb_conn *victim = NULL;
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; i < p->n_conns; i++) {
+        mb_conn *c = &p->conns[i];
+        if (c == self || !c->open || c->busy)
+            continue;
+        if (!victim || c->last_used_ms < victim->last_used_ms)
+            victim = c;
+    }
+    if (victim) /* idle and in the heap: no worker touches it while we hold mu */
+        conn_close(p, victim);
+    pthread_mutex_unlock(&p->mu);
+    return victim ? 0 : GW_ENOTFOUND;
+}
+
+static int conn_create(mb_conn *c)
+{
+    const gw_bus *b = c->bus;
+    if (b->type == GW_BUS_TCP) {
+        char port[16];
+        snprintf(port, sizeof port, "%d", b->port > 0 ? b->port : 502);
+        /* _pi: getaddrinfo, so host names and IPv6 work (modbus_new_tcp is IPv4 only). */
+        c->ctx = modbus_new_tcp_pi(b->host ? b->host : "127.0.0.1", port);
+    } else {
+        c->ctx = modbus_new_rtu(b->device, b->baud > 0 ? b->baud : 9600,
+                                b->parity ? b->parity : 'N', b->data_bits > 0 ? b->data_bits : 8,
+                                b->stop_bits > 0 ? b->stop_bits : 1);
+    }
+    if (!c->ctx)
+        return errno == ENOMEM ? GW_ENOMEM : GW_EINVAL;
+    /* Never let libmodbus reconnect or sleep on its own (3.1.6 RECOVERY_LINK loops
+     * forever on a dead peer): the poller owns recovery. */
+    modbus_set_error_recovery(c->ctx, MODBUS_ERROR_RECOVERY_NONE);
+    int rt = b->response_timeout_ms > 0 ? b->response_timeout_ms : 500;
+    modbus_set_response_timeout(c->ctx, (uint32_t)(rt / 1000), (uint32_t)(rt % 1000) * 1000u);
+    /* byte timeout 0: the response timeout bounds the whole answer, so a device that
+     * drips bytes cannot hold a worker for frame_len x byte_timeout. */
+    int bt = b->byte_timeout_ms > 0 ? b->byte_timeout_ms : 0;
+    modbus_set_byte_timeout(c->ctx, (uint32_t)(bt / 1000), (uint32_t)(bt % 1000) * 1000u);
+    return 0;
+}
+
+static int conn_open(gw_poller *p, mb_conn *c, char *err, size_t errn)
+{
+    const gw_bus *b = c->bus;
+    int64_t now = gw_mono_ms();
+    if (!c->ctx) {
+        int rc = conn_create(c);
+        if (rc != 0) {
+            snprintf(err, errn, "cannot create context for bus %s: %s", b->id, gw_strerror(rc));
+            c->backoff_ms = next_backoff(c->backoff_ms, b->reconnect_min_ms, b->reconnect_max_ms);
+            c->reconnect_at_ms = now + jitter(c, c->backoff_ms);
+            return rc;
+        }
+    }
+    /* libmodbus 3.1.6 select()s on its descriptor: one >= FD_SETSIZE aborts the
+     * process. Make room by closing an idle connection, else refuse and retry later. */
+    int fd = next_fd();
+    while (fd >= GW_POLLER_FD_LIMIT && evict_idle(p, c) == 0)
+        fd = next_fd();
+    if (fd < 0 || fd >= GW_POLLER_FD_LIMIT) {
+        cnt(&p->st.fd_refused, 1);
+        snprintf(err, errn, "connect refused: descriptors would reach %d (libmodbus 3.1.6 "
+                 "aborts at 1024); queued for retry", GW_POLLER_FD_LIMIT);
+        c->backoff_ms = next_backoff(c->backoff_ms, b->reconnect_min_ms, b->reconnect_max_ms);
+        c->reconnect_at_ms = now + jitter(c, c->backoff_ms);
+        gw_complain(&c->complaint, 0, 10000, 600000, GW_LOG_WARN, AREA, "bus %s: %s", b->id, err);
+        return GW_EAGAIN;
+    }
+    if (modbus_connect(c->ctx) != 0) {
+        int e = errno;
+        modbus_close(c->ctx); /* 3.1.6 may keep a half-made socket */
+        cnt(&p->st.connect_failures, 1);
+        c->backoff_ms = next_backoff(c->backoff_ms, b->reconnect_min_ms, b->reconnect_max_ms);
+        c->reconnect_at_ms = now + jitter(c, c->backoff_ms);
+        snprintf(err, errn, "connect to %s failed: %s", b->type == GW_BUS_TCP ? (b->host ? b->host : "?") : b->device,
+                 modbus_strerror(e));
+        gw_complain(&c->complaint, 0, 5000, 600000, GW_LOG_WARN, AREA,
+                    "bus %s: %s (retry in %lld ms)", b->id, err, (long long)c->backoff_ms);
+        return GW_EIO;
+    }
+    if (modbus_get_socket(c->ctx) >= GW_POLLER_FD_LIMIT) { /* raced with another thread */
+        modbus_close(c->ctx);
+        cnt(&p->st.fd_refused, 1);
+        snprintf(err, errn, "connect refused: descriptor above %d", GW_POLLER_FD_LIMIT);
+        c->reconnect_at_ms = now + jitter(c, b->reconnect_min_ms > 0 ? b->reconnect_min_ms : 500);
+        return GW_EAGAIN;
+    }
+    c->open = 1;
+    c->backoff_ms = 0;
+    c->consec_timeouts = 0;
+    __atomic_fetch_add(&p->open_conns, 1, __ATOMIC_RELAXED);
+    cnt(&p->st.connects, 1);
+    gw_complain_clear(&c->complaint, AREA, "bus %s: connected", b->id);
+    return 0;
+}
+
+/* ---- one read ------------------------------------------------------------------------- */
+
+/* Read r into dst (one uint16 per register or per bit). Returns 0; GW_EPROTO with *exc
+ * (exception); GW_ETIMEDOUT (no answer); GW_ECORRUPT (CRC); GW_EDECODE (malformed);
+ * GW_EIO (connection lost, now closed). */
+static int do_read(gw_poller *p, mb_conn *c, const gw_plan_read *r, uint16_t *dst,
+                   int attempts, int *exc, int *tries)
+{
+    uint8_t bits[GW_MB_MAX_BITS];
+    int last = GW_ETIMEDOUT;
+    *exc = 0;
+    /* Never ask more than the caller's buffer holds (CVE-2023-26793 is a dest < nb). */
+    if (r->count == 0 || r->count > (gw_mb_table_is_bits(r->table) ? GW_MB_MAX_BITS : GW_MB_MAX_REGS))
+        return GW_EINVAL;
+    for (int a = 0; a < attempts; a++) {
+        *tries = a + 1;
+        cnt(&p->st.requests, 1);
+        int n;
+        switch (r->table) {
+        case GW_MB_COIL: n = modbus_read_bits(c->ctx, r->address, r->count, bits); break;
+        case GW_MB_DISCRETE: n = modbus_read_input_bits(c->ctx, r->address, r->count, bits); break;
+        case GW_MB_HOLDING: n = modbus_read_registers(c->ctx, r->address, r->count, dst); break;
+        default: n = modbus_read_input_registers(c->ctx, r->address, r->count, dst); break;
+        }
+        int e = n < 0 ? errno : 0;
+        if (n == r->count) {
+            if (gw_mb_table_is_bits(r->table))
+                for (unsigned i = 0; i < r->count; i++)
+                    dst[i] = bits[i] ? 1 : 0;
+            cnt(&p->st.responses, 1);
+            cnt(&p->st.registers, r->count);
+            c->consec_timeouts = 0;
+            return 0;
+        }
+        if (n >= 0)
+            e = EMBMDATA; /* short answer */
+        if (e > MODBUS_ENOBASE && e <= EMBXGTAR) {
+            int code = e - MODBUS_ENOBASE;
+            *exc = code;
+            cnt(&p->st.exceptions, 1);
+            if (code < 12)
+                cnt(&p->st.exception_code[code], 1);
+            c->consec_timeouts = 0;
+            /* 05 ACKNOWLEDGE / 06 BUSY: the device asks to be asked again. */
+            if ((code == 5 || code == 6) && a + 1 < attempts) {
+                gw_sleep_ms(20);
+                continue;
+            }
+            return GW_EPROTO;
+        }
+        if (e == ETIMEDOUT) {
+            cnt(&p->st.timeouts, 1);
+            /* A late answer must not be taken for the next request's. */
+            modbus_flush(c->ctx);
+            c->consec_timeouts++;
+            last = GW_ETIMEDOUT;
+            /* A TCP peer that stays silent across cycles gets a fresh connection:
+             * some gateways wedge a socket after a lost frame. */
+            if (c->bus->type == GW_BUS_TCP && c->consec_timeouts >= 3 * (attempts > 0 ? attempts : 1)) {
+                conn_close(p, c);
+                c->reconnect_at_ms = gw_mono_ms();
+                return GW_ETIMEDOUT;
+            }
+            continue;
+        }
+        if (e == EMBBADCRC) {
+            cnt(&p->st.crc_errors, 1);
+            modbus_flush(c->ctx);
+            last = GW_ECORRUPT;
+            continue;
+        }
+        if (e == EMBBADDATA || e == EMBMDATA || e == EMBBADEXC || e == EMBUNKEXC || e == EMBBADSLAVE) {
+            cnt(&p->st.bad_frames, 1);
+            modbus_flush(c->ctx);
+            last = GW_EDECODE;
+            continue;
+        }
+        /* Anything else is the link: EPIPE, ECONNRESET, EBADF, EIO on a serial line... */
+        conn_close(p, c);
+        c->backoff_ms = next_backoff(0, c->bus->reconnect_min_ms, c->bus->reconnect_max_ms);
+        c->reconnect_at_ms = gw_mono_ms() + jitter(c, c->backoff_ms);
+        return GW_EIO;
+    }
+    return last;
+}
+
+/* ---- samples ------------------------------------------------------------------------- */
+
+static gw_value_type point_vtype(const gw_profile_point *pt)
+{
+    if (pt->type == GW_PT_BOOL || pt->type == GW_PT_BIT)
+        return GW_V_BOOL;
+    if (pt->type == GW_PT_STRING || pt->type == GW_PT_ENUM)
+        return GW_V_TEXT;
+    return GW_V_NUMBER;
+}
+
+static void emit(gw_poller *p, const mb_dev *d, const gw_profile_point *pt,
+                 const gw_point_value *v, gw_quality q, int64_t ts)
+{
+    gw_sample s;
+    gw_sample_set(&s, d->dev->id, pt->field, v ? v->value : 0, pt->unit, q, ts);
+    s.device_idx = (uint32_t)d->cfg_idx;
+    s.type = v ? v->type : point_vtype(pt);
+    if (v && v->type == GW_V_TEXT)
+        snprintf(s.text, sizeof s.text, "%s", v->text);
+    if (!isfinite(s.value))
+        s.value = 0; /* consumers see the quality; never a NaN on the wire */
+    if (gw_queue_push(p->q, &s, GW_POLLER_PUSH_TIMEOUT_MS) == 0)
+        cnt(&p->st.samples, 1);
+    else
+        cnt(&p->st.samples_dropped, 1);
+}
+
+static gw_quality quality_of(int rc)
+{
+    return rc == GW_EDECODE ? GW_Q_DECODE_ERROR : GW_Q_COMM_ERROR;
+}
+
+static void emit_all(gw_poller *p, mb_dev *d, int64_t fail_ts, int fail_rc)
+{
+    const gw_plan *plan = d->plan;
+    const gw_profile *prof = d->prof;
+    for (size_t k = 0; k < prof->n_points; k++) {
+        const gw_profile_point *pt = &prof->points[k];
+        size_t r, off, dr = 0, doff = 0;
+        if (gw_plan_locate(plan, plan->point_span[k], &r, &off) != 0) {
+            emit(p, d, pt, NULL, GW_Q_DECODE_ERROR, fail_ts);
+            continue;
+        }
+        if (d->status[r] != 0) {
+            int rc = d->status[r] == RD_UNTRIED ? fail_rc : d->status[r];
+            emit(p, d, pt, NULL, quality_of(rc), d->status[r] == RD_UNTRIED ? fail_ts : d->ts[r]);
+            continue;
+        }
+        int dp = 0;
+        if (pt->has_dp) {
+            if (gw_plan_locate(plan, plan->dp_span[k], &dr, &doff) != 0 || d->status[dr] != 0) {
+                int rc = d->status[dr] == RD_UNTRIED ? fail_rc : d->status[dr];
+                emit(p, d, pt, NULL, quality_of(rc), d->ts[r]);
+                continue;
+            }
+            dp = (int16_t)d->data[plan->reads[dr].data_off + doff];
+        }
+        gw_point_value v;
+        const uint16_t *w = d->data + plan->reads[r].data_off + off;
+        size_t avail = plan->reads[r].count - off;
+        if (gw_profile_decode_point(pt, w, avail, dp, &v) != 0) {
+            emit(p, d, pt, NULL, GW_Q_DECODE_ERROR, d->ts[r]);
+            continue;
+        }
+        emit(p, d, pt, &v, v.quality, d->ts[r]);
+    }
+}
+
+/* ---- one device cycle ------------------------------------------------------------------ */
+
+static const char *rc_text(int rc)
+{
+    switch (rc) {
+    case GW_ETIMEDOUT: return "timeout";
+    case GW_ECORRUPT: return "CRC error";
+    case GW_EDECODE: return "malformed answer";
+    case GW_EIO: return "connection lost";
+    case GW_EPROTO: return "exception";
+    default: return gw_strerror(rc);
+    }
+}
+
+static int poll_cycle(gw_poller *p, mb_dev *d, gw_poll_report *rep)
+{
+    mb_conn *c = d->conn;
+    const gw_bus *b = c->bus;
+    gw_plan *plan = d->plan;
+    int64_t t0 = gw_mono_us();
+    int64_t now_ms = t0 / 1000;
+    char err[128] = "";
+    int fail_rc = 0, io = 1, answered = 0, any_exc = 0, last_exc = 0;
+    gw_mb_health_state st = d->health.state;
+
+    cnt(&p->st.cycles, 1);
+    for (size_t i = 0; i < plan->cap_reads; i++) {
+        d->status[i] = RD_UNTRIED;
+        d->exc[i] = 0;
+        d->ts[i] = 0;
+    }
+    if (rep)
+        memset(rep, 0, sizeof *rep);
+
+    if (st == GW_MB_OFFLINE) {
+        if (now_ms < d->probe_at_ms && !rep) {
+            io = 0;
+            fail_rc = GW_ETIMEDOUT;
+            snprintf(err, sizeof err, "offline, next probe in %lld ms",
+                     (long long)(d->probe_at_ms - now_ms));
+        } else {
+            st = GW_MB_PROBING;
+            pthread_mutex_lock(&p->hmu);
+            d->health.state = GW_MB_PROBING;
+            pthread_mutex_unlock(&p->hmu);
+        }
+    }
+    if (io && !c->open) {
+        if (now_ms < c->reconnect_at_ms && !rep) {
+            io = 0;
+            fail_rc = GW_EIO;
+            snprintf(err, sizeof err, "bus %s down, reconnect in %lld ms", b->id,
+                     (long long)(c->reconnect_at_ms - now_ms));
+        } else {
+            int64_t cs = gw_mono_us();
+            int rc = conn_open(p, c, err, sizeof err);
+            if (rep)
+                rep->connect_us = gw_mono_us() - cs;
+            if (rc != 0) {
+                io = 0;
+                fail_rc = rc == GW_EAGAIN ? GW_EIO : rc;
+            }
+        }
+    }
+    if (rep)
+        rep->connected = c->open;
+
+    /* Offline devices get one attempt, not retries: their cost to the bus is bounded
+     * by one response timeout per probe. */
+    int attempts = (st == GW_MB_PROBING) ? 1 : 1 + (b->retries > 0 ? b->retries : 0);
+    int64_t budget_us = (int64_t)d->interval_ms * 1000;
+    if (io) {
+        modbus_set_slave(c->ctx, d->dev->unit_id);
+        for (size_t i = 0; i < plan->n_reads; i++) {
+            gw_plan_read *r = &plan->reads[i];
+            if (i > 0 && gw_mono_us() - t0 > budget_us) {
+                /* Slow answers: the cycle may not outlive its own interval. */
+                fail_rc = GW_ETIMEDOUT;
+                snprintf(err, sizeof err, "cycle exceeded its %lld ms interval after %zu reads",
+                         (long long)d->interval_ms, i);
+                break;
+            }
+            int exc = 0, tries = 0;
+            int64_t rs = gw_mono_us();
+            int rc = do_read(p, c, r, d->data + r->data_off, attempts, &exc, &tries);
+            d->status[i] = rc;
+            d->exc[i] = exc;
+            d->ts[i] = gw_now_us();
+            if (rep && rep->n_reads < GW_POLL_REPORT_MAX) {
+                gw_poll_read_report *rr = &rep->reads[rep->n_reads++];
+                rr->table = r->table;
+                rr->address = r->address;
+                rr->count = r->count;
+                rr->rc = rc;
+                rr->exception = exc;
+                rr->attempts = tries;
+                rr->duration_us = gw_mono_us() - rs;
+            }
+            if (rc == 0) {
+                answered = 1;
+                continue;
+            }
+            if (rc == GW_EPROTO) {
+                answered = 1; /* the device is there; it refused this range */
+                if ((exc == 2 || exc == 3) && gw_plan_split(plan, i) == 0) {
+                    cnt(&p->st.splits, 1);
+                    gw_info(AREA, "device %s: exception %d on %s %u..%u, read split in two "
+                            "(now %zu reads per cycle)", d->dev->id, exc, gw_mb_table_name(r->table),
+                            (unsigned)plan->reads[i].address,
+                            (unsigned)(plan->reads[i + 1].address + plan->reads[i + 1].count - 1),
+                            plan->n_reads);
+                    if (rep && rep->n_reads)
+                        rep->reads[rep->n_reads - 1].split = 1;
+                    /* statuses of later reads shift with the plan; they are untried */
+                    d->status[i] = RD_UNTRIED;
+                    i--; /* read i is now the first half: ask it again */
+                    continue;
+                }
+                any_exc = 1;
+                last_exc = exc;
+                if (!err[0])
+                    snprintf(err, sizeof err, "exception %d on %s %u..%u", exc,
+                             gw_mb_table_name(r->table), (unsigned)r->address,
+                             (unsigned)(r->address + r->count - 1));
+                continue;
+            }
+            if (!err[0] || rc == GW_ETIMEDOUT || rc == GW_EIO)
+                snprintf(err, sizeof err, "%s (read %s %u..%u, %d attempt%s)", rc_text(rc),
+                         gw_mb_table_name(r->table), (unsigned)r->address,
+                         (unsigned)(r->address + r->count - 1), tries, tries == 1 ? "" : "s");
+            if (rc == GW_ETIMEDOUT || rc == GW_EIO) {
+                fail_rc = rc; /* silent or gone: do not spend more time on it */
+                break;
+            }
+            if (!fail_rc)
+                fail_rc = rc;
+        }
+        c->last_used_ms = gw_mono_ms();
+    }
+
+    int64_t end_wall = gw_now_us();
+    emit_all(p, d, end_wall, fail_rc ? fail_rc : GW_ETIMEDOUT);
+
+    /* Health. */
+    int64_t dur = gw_mono_us() - t0;
+    int clean = answered && !fail_rc && !any_exc;
+    pthread_mutex_lock(&p->hmu);
+    gw_mb_health *h = &d->health;
+    h->cycles++;
+    h->last_cycle_us = end_wall;
+    h->last_duration_us = dur;
+    h->reads_per_cycle = plan->n_reads;
+    if (any_exc) {
+        h->exceptions++;
+        h->last_exception = last_exc;
+    }
+    if (err[0])
+        snprintf(h->last_error, sizeof h->last_error, "%s", err);
+    int newly_offline = 0, recovered = 0;
+    if (!io && st == GW_MB_OFFLINE) {
+        /* waiting for the next probe: nothing new learned */
+    } else if (answered) {
+        recovered = h->state == GW_MB_OFFLINE || h->state == GW_MB_PROBING || h->consecutive_failures > 0;
+        h->state = clean ? GW_MB_ONLINE : GW_MB_DEGRADED;
+        h->consecutive_failures = 0;
+        h->last_ok_us = end_wall;
+        if (clean)
+            h->last_error[0] = '\0';
+        d->probe_backoff_ms = 0;
+    } else {
+        h->failures++;
+        h->consecutive_failures++;
+        if (fail_rc == GW_ETIMEDOUT)
+            h->timeouts++;
+        if (st == GW_MB_PROBING || h->consecutive_failures >= GW_POLLER_OFFLINE_AFTER) {
+            newly_offline = st != GW_MB_PROBING;
+            h->state = GW_MB_OFFLINE;
+            int64_t lo = d->interval_ms > b->reconnect_min_ms ? d->interval_ms : b->reconnect_min_ms;
+            int64_t hi = b->reconnect_max_ms > lo ? b->reconnect_max_ms : lo;
+            d->probe_backoff_ms = next_backoff(d->probe_backoff_ms, lo, hi);
+            d->probe_at_ms = gw_mono_ms() + jitter(c, d->probe_backoff_ms);
+        } else {
+            h->state = GW_MB_DEGRADED;
+        }
+    }
+    pthread_mutex_unlock(&p->hmu);
+
+    if (newly_offline)
+        gw_warn(AREA, "device %s (bus %s, unit %d) offline after %d unanswered cycles: %s",
+                d->dev->id, b->id, d->dev->unit_id, GW_POLLER_OFFLINE_AFTER, err);
+    else if (!answered && io)
+        gw_complain(&d->complaint, 0, 10000, 600000, GW_LOG_WARN, AREA, "device %s: %s",
+                    d->dev->id, err);
+    if (recovered) {
+        gw_complain_clear(&d->complaint, AREA, "device %s answers again", d->dev->id);
+        gw_notice(AREA, "device %s online", d->dev->id);
+    }
+    if (rep) {
+        rep->answered = answered;
+        rep->total_us = dur;
+        snprintf(rep->error, sizeof rep->error, "%s", err);
+    }
+    if (answered)
+        return 0;
+    return fail_rc ? fail_rc : GW_ETIMEDOUT;
+}
+
+/* Next slot: exactly one interval on; slots already past are skipped (counted). */
+static void reschedule(gw_poller *p, mb_dev *d, int64_t now)
+{
+    int64_t next = d->due_ms + d->interval_ms;
+    if (next <= now) {
+        int64_t missed = (now - next) / d->interval_ms + 1;
+        next += missed * d->interval_ms;
+        cnt(&p->st.cycles_late, (uint64_t)missed);
+    }
+    d->due_ms = next;
+}
+
+static void service_conn(gw_poller *p, mb_conn *c)
+{
+    for (size_t i = 0; i < c->n_devs; i++) {
+        if (__atomic_load_n(&p->stop, __ATOMIC_RELAXED))
+            return;
+        mb_dev *d = c->devs[i];
+        if (d->due_ms > gw_mono_ms())
+            continue;
+        poll_cycle(p, d, NULL);
+        reschedule(p, d, gw_mono_ms());
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    gw_poller *p = arg;
+    pthread_mutex_lock(&p->mu);
+    while (!p->stop) {
+        if (p->heap_n == 0) {
+            pthread_cond_wait(&p->cv, &p->mu);
+            continue;
+        }
+        mb_conn *c = p->heap[0];
+        int64_t now = gw_mono_ms();
+        if (c->key_ms > now) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            int64_t wait = c->key_ms - now;
+            ts.tv_sec += wait / 1000;
+            ts.tv_nsec += (wait % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+            continue;
+        }
+        heap_pop(p);
+        c->busy = 1;
+        pthread_mutex_unlock(&p->mu);
+        service_conn(p, c);
+        pthread_mutex_lock(&p->mu);
+        c->busy = 0;
+        c->key_ms = conn_key(c);
+        heap_push(p, c);
+        pthread_cond_signal(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* ---- life cycle ------------------------------------------------------------------------ */
+
+static int profile_index(const gw_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_profiles; i++)
+        if (cfg->profiles[i].name && name && strcmp(cfg->profiles[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+int gw_poller_new(const gw_config *cfg, gw_queue *samples, gw_poller **out)
+{
+    int rc = GW_ENOMEM;
+    *out = NULL;
+    gw_poller *p = gw_calloc(1, sizeof *p);
+    if (!p)
+        return GW_ENOMEM;
+    p->cfg = cfg;
+    p->q = samples;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_mutex_init(&p->hmu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    p->profiles = gw_calloc(cfg->n_profiles ? cfg->n_profiles : 1, sizeof *p->profiles);
+    p->dev_by_cfg = gw_calloc(cfg->n_devices ? cfg->n_devices : 1, sizeof *p->dev_by_cfg);
+    p->conns = gw_calloc(cfg->n_buses ? cfg->n_buses : 1, sizeof *p->conns);
+    p->devs = gw_calloc(cfg->n_devices ? cfg->n_devices : 1, sizeof *p->devs);
+    p->heap = gw_calloc(cfg->n_buses ? cfg->n_buses : 1, sizeof *p->heap);
+    if (!p->profiles || !p->dev_by_cfg || !p->conns || !p->devs || !p->heap)
+        goto fail;
+
+    gw_cfgerr errs = {0};
+    for (size_t i = 0; i < cfg->n_profiles; i++) {
+        int prc = gw_profile_parse(cfg->profiles[i].path, cfg->profiles[i].json, &errs,
+                                   &p->profiles[i]);
+        if (prc == GW_ENOMEM)
+            goto fail_errs;
+        if (prc != 0)
+            rc = GW_ECONFIG;
+    }
+    if (errs.n) {
+        for (size_t i = 0; i < errs.n; i++)
+            gw_error(AREA, "%s", errs.lines[i]);
+        rc = GW_ECONFIG;
+        goto fail_errs;
+    }
+    gw_cfgerr_free(&errs);
+
+    for (size_t i = 0; i < cfg->n_buses; i++) {
+        mb_conn *c = &p->conns[i];
+        c->bus = &cfg->buses[i];
+        c->heap_pos = SIZE_MAX;
+        c->seed = (uint32_t)(i * 2654435761u) ^ (uint32_t)gw_now_us();
+    }
+    p->n_conns = cfg->n_buses;
+
+    int64_t start = gw_mono_ms();
+    size_t nd = 0;
+    for (size_t i = 0; i < cfg->n_devices; i++) {
+        const gw_device *dv = &cfg->devices[i];
+        if (dv->source != GW_SRC_MODBUS || !dv->enabled)
+            continue;
+        int pi = profile_index(cfg, dv->profile);
+        size_t bi;
+        for (bi = 0; bi < cfg->n_buses; bi++)
+            if (cfg->buses[bi].id && dv->bus && strcmp(cfg->buses[bi].id, dv->bus) == 0)
+                break;
+        if (pi < 0 || bi == cfg->n_buses) {
+            gw_error(AREA, "device %s: %s not found", dv->id, pi < 0 ? "profile" : "bus");
+            rc = GW_ECONFIG;
+            goto fail;
+        }
+        mb_dev *d = &p->devs[nd++];
+        d->cfg_idx = i;
+        d->dev = dv;
+        d->prof = p->profiles[pi];
+        d->conn = &p->conns[bi];
+        d->interval_ms = dv->interval_ms > 0 ? dv->interval_ms : 10000;
+        d->health.state = GW_MB_UNKNOWN;
+        int prc = gw_plan_build(d->prof, cfg->buses[bi].max_gap, &d->plan);
+        if (prc != 0) {
+            rc = prc;
+            goto fail;
+        }
+        size_t cap = d->plan->cap_reads;
+        d->data = gw_calloc(d->plan->data_words ? d->plan->data_words : 1, sizeof *d->data);
+        d->status = gw_calloc(cap, sizeof *d->status);
+        d->exc = gw_calloc(cap, sizeof *d->exc);
+        d->ts = gw_calloc(cap, sizeof *d->ts);
+        if (!d->data || !d->status || !d->exc || !d->ts)
+            goto fail;
+        p->dev_by_cfg[i] = d;
+        d->conn->n_devs++;
+    }
+    p->n_devs = nd;
+
+    for (size_t i = 0; i < p->n_conns; i++) {
+        mb_conn *c = &p->conns[i];
+        if (c->n_devs) {
+            c->devs = gw_calloc(c->n_devs, sizeof *c->devs);
+            if (!c->devs)
+                goto fail;
+        }
+        c->n_devs = 0;
+    }
+    /* Spread first polls over each device's interval so 1,000 devices do not all fire
+     * in the first millisecond; the order is the config's, so it is reproducible. */
+    for (size_t i = 0; i < nd; i++) {
+        mb_dev *d = &p->devs[i];
+        d->conn->devs[d->conn->n_devs++] = d;
+        d->due_ms = start + (int64_t)((i * (uint64_t)d->interval_ms) / (nd ? nd : 1));
+    }
+    *out = p;
+    return 0;
+
+fail_errs:
+    gw_cfgerr_free(&errs);
+fail:
+    gw_poller_free(p);
+    return rc;
+}
+
+int gw_poller_start(gw_poller *p)
+{
+    size_t active = 0;
+    for (size_t i = 0; i < p->n_conns; i++)
+        if (p->conns[i].n_devs)
+            active++;
+    size_t nt = active < GW_POLLER_MAX_WORKERS ? active : GW_POLLER_MAX_WORKERS;
+    if (nt == 0)
+        return 0;
+    p->threads = gw_calloc(nt, sizeof *p->threads);
+    if (!p->threads)
+        return GW_ENOMEM;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 0;
+    for (size_t i = 0; i < p->n_conns; i++) {
+        mb_conn *c = &p->conns[i];
+        if (c->n_devs && c->heap_pos == SIZE_MAX) {
+            c->key_ms = conn_key(c);
+            heap_push(p, c);
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    /* Workers need little stack: a 2000-bit buffer and libmodbus's frames. */
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    for (size_t i = 0; i < nt; i++) {
+        if (pthread_create(&p->threads[i], &attr, worker_main, p) != 0) {
+            pthread_attr_destroy(&attr);
+            p->n_threads = i;
+            gw_poller_stop(p);
+            return GW_EIO;
+        }
+        p->n_threads = i + 1;
+    }
+    pthread_attr_destroy(&attr);
+    gw_info(AREA, "polling %zu devices on %zu connections with %zu workers", p->n_devs, active, nt);
+    return 0;
+}
+
+void gw_poller_stop(gw_poller *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    __atomic_store_n(&p->stop, 1, __ATOMIC_RELAXED);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (size_t i = 0; i < p->n_threads; i++)
+        pthread_join(p->threads[i], NULL);
+    p->n_threads = 0;
+    gw_free(p->threads);
+    p->threads = NULL;
+    for (size_t i = 0; i < p->n_conns; i++)
+        conn_close(p, &p->conns[i]);
+    p->heap_n = 0;
+    for (size_t i = 0; i < p->n_conns; i++)
+        p->conns[i].heap_pos = SIZE_MAX;
+}
+
+void gw_poller_free(gw_poller *p)
+{
+    if (!p)
+        return;
+    gw_poller_stop(p);
+    for (size_t i = 0; i < p->n_conns; i++) {
+        if (p->conns[i].ctx)
+            modbus_free(p->conns[i].ctx);
+        gw_free(p->conns[i].devs);
+    }
+    for (size_t i = 0; i < p->n_devs; i++) {
+        mb_dev *d = &p->devs[i];
+        gw_plan_free(d->plan);
+        gw_free(d->data);
+        gw_free(d->status);
+        gw_free(d->exc);
+        gw_free(d->ts);
+    }
+    for (size_t i = 0; p->profiles && i < p->cfg->n_profiles; i++)
+        gw_profile_free(p->profiles[i]);
+    gw_free(p->profiles);
+    gw_free(p->dev_by_cfg);
+    gw_free(p->conns);
+    gw_free(p->devs);
+    gw_free(p->heap);
+    pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->hmu);
+    pthread_cond_destroy(&p->cv);
+    gw_free(p);
+}
+
+void gw_poller_stats_get(gw_poller *p, gw_poller_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    const uint64_t *src = (const uint64_t *)&p->st;
+    uint64_t *dst = (uint64_t *)out;
+    size_t n64 = offsetof(gw_poller_stats, devices) / sizeof(uint64_t);
+    for (size_t i = 0; i < n64; i++)
+        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+    out->devices = (uint32_t)p->n_devs;
+    out->open_connections = __atomic_load_n(&p->open_conns, __ATOMIC_RELAXED);
+    out->workers = (uint32_t)p->n_threads;
+    for (size_t i = 0; i < p->n_conns; i++)
+        if (p->conns[i].n_devs)
+            out->connections++;
+    pthread_mutex_lock(&p->hmu);
+    for (size_t i = 0; i < p->n_devs; i++)
+        switch (p->devs[i].health.state) {
+        case GW_MB_ONLINE: out->online++; break;
+        case GW_MB_DEGRADED: out->degraded++; break;
+        case GW_MB_OFFLINE: out->offline++; break;
+        case GW_MB_PROBING: out->probing++; break;
+        default: break;
+        }
+    pthread_mutex_unlock(&p->hmu);
+}
+
+int gw_poller_device_health(gw_poller *p, size_t device_idx, gw_mb_health *out)
+{
+    if (!p || device_idx >= p->cfg->n_devices || !p->dev_by_cfg[device_idx])
+        return GW_ENOTFOUND;
+    pthread_mutex_lock(&p->hmu);
+    *out = p->dev_by_cfg[device_idx]->health;
+    pthread_mutex_unlock(&p->hmu);
+    return 0;
+}
+
+int gw_poller_poll_once(gw_poller *p, size_t device_idx, gw_poll_report *rep)
+{
+    if (!p || device_idx >= p->cfg->n_devices || !p->dev_by_cfg[device_idx])
+        return GW_ENOTFOUND;
+    if (p->n_threads)
+        return GW_EINVAL;
+    gw_poll_report local;
+    return poll_cycle(p, p->dev_by_cfg[device_idx], rep ? rep : &local);
+}
+
+/* ---- deep check ------------------------------------------------------------------------ */
+
+int gw_modbus_check(const gw_config *cfg, gw_cfgerr *errs)
+{
+    int bad = 0;
+    gw_profile **parsed = gw_calloc(cfg->n_profiles ? cfg->n_profiles : 1, sizeof *parsed);
+    if (!parsed)
+        return GW_ENOMEM;
+    for (size_t i = 0; i < cfg->n_profiles; i++) {
+        int rc = gw_profile_parse(cfg->profiles[i].path, cfg->profiles[i].json, errs, &parsed[i]);
+        if (rc == GW_ENOMEM) {
+            bad = GW_ENOMEM;
+            goto done;
+        }
+        if (rc != 0)
+            bad = 1;
+    }
+    for (size_t i = 0; i < cfg->n_devices; i++) {
+        const gw_device *d = &cfg->devices[i];
+        if (d->source != GW_SRC_MODBUS)
+            continue;
+        char path[64];
+        const gw_bus *b = gw_config_bus(cfg, d->bus);
+        int pi = profile_index(cfg, d->profile);
+        if (!b || pi < 0)
+            continue; /* the config loader reports unknown names */
+        if (b->type == GW_BUS_RTU && d->unit_id == 0) {
+            snprintf(path, sizeof path, "devices[%zu].modbus.unit_id", i);
+            gw_cfgerr_add(errs, cfg->file, path,
+                          "unit id 0 is the RTU broadcast address: a device cannot answer it");
+            bad = 1;
+        }
+        const gw_profile *prof = parsed[pi];
+        if (!prof)
+            continue;
+        int rt = b->response_timeout_ms > 0 ? b->response_timeout_ms : 500;
+        gw_plan *plan = NULL;
+        if (gw_plan_build(prof, b->max_gap, &plan) == 0) {
+            long worst = (long)rt * (long)plan->n_reads;
+            if (d->interval_ms > 0 && worst > d->interval_ms) {
+                snprintf(path, sizeof path, "devices[%zu].interval_ms", i);
+                gw_cfgerr_add(errs, cfg->file, path,
+                              "%d ms is shorter than %zu reads x response_timeout_ms %d of bus "
+                              "\"%s\": cycles would overrun", d->interval_ms, plan->n_reads, rt, b->id);
+                bad = 1;
+            }
+            gw_plan_free(plan);
+        }
+        if (b->type == GW_BUS_RTU && prof->default_baud && b->baud && prof->default_baud != b->baud)
+            gw_notice(AREA, "device %s: profile %s documents %d baud, bus %s runs %d", d->id,
+                      prof->name, prof->default_baud, b->id, b->baud);
+    }
+done:
+    for (size_t i = 0; i < cfg->n_profiles; i++)
+        gw_profile_free(parsed[i]);
+    gw_free(parsed);
+    if (bad == GW_ENOMEM)
+        return GW_ENOMEM;
+    return bad ? GW_ECONFIG : 0;
+}
