@@ -1,0 +1,830 @@
+/* MQTT sensor ingest (see ingest.h for the contract).
+ *
+ * Per source: one MQTTAsync client, its compiled subscriptions, a sorted table of its
+ * device keys, counters under a small mutex, and a bounded set of unknown keys already
+ * logged. Paho runs every client's callbacks on its one receive thread, so the
+ * per-message path (match topic, find key, hand over) takes no lock but the counters'.
+ * The "mqtt-ingest" thread only (re)connects; connect results and connection losses
+ * arrive in callbacks that set the state under the ingest mutex and wake it. */
+#include "mqtt/ingest.h"
+
+#include "alloc.h"
+#include "error.h"
+#include "log.h"
+#include "mqtt/client.h"
+#include "mqtt/topic.h"
+#include "sample.h"
+#include "timeutil.h"
+
+#include <MQTTAsync.h>
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define AREA "mqtt-ingest"
+#define RECONNECT_MIN_MS 500
+#define RECONNECT_MAX_MS 30000
+#define SESSION_EXPIRY_S 604800 /* MQTT 5: keep the session a week */
+#define UNKNOWN_SET 256
+#define KEY_MAX 128
+#define STACK_COPY 4096
+
+typedef struct devkey {
+    const char *key;
+    size_t device_idx;
+    const char *decoder;   /* device override or NULL */
+} devkey;
+
+typedef struct sub {
+    gw_topic_pattern pat;
+    const gw_mqtt_sub *cfg;
+} isub;
+
+typedef enum { CONN_DOWN = 0, CONN_CONNECTING, CONN_UP } conn_state;
+
+typedef struct source {
+    struct gw_ingest *ing;
+    const gw_mqtt_source *cfg;
+    size_t idx;
+    MQTTAsync client;
+    int tls, v5;
+    MQTTAsync_SSLOptions ssl;
+    isub *subs;
+    size_t n_subs;
+    char **filters;
+    int *qos;
+    devkey *keys;
+    size_t n_keys;
+    size_t max_payload;
+    /* receive thread only */
+    uint32_t unknown_hash[UNKNOWN_SET];
+    size_t n_unknown;
+    gw_complaint unknown_complaint;
+    gw_complaint bad_complaint;
+    /* under ing->mu */
+    conn_state conn;
+    int64_t next_connect_ms;
+    int64_t backoff_ms;
+    gw_complaint conn_complaint;
+    /* under stats_mu */
+    pthread_mutex_t stats_mu;
+    gw_ingest_stats st;
+} source;
+
+struct gw_ingest {
+    const gw_config *cfg;
+    gw_ingest_hooks hooks;
+    source *src;
+    size_t n_src;
+    pthread_t thread;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+};
+
+/* ---- JSON path ----------------------------------------------------------------------- */
+
+const struct cJSON *gw_ingest_json_path(const struct cJSON *root, const char *path)
+{
+    const cJSON *cur = root;
+    const char *p = path;
+    char name[KEY_MAX];
+    if (!root || !path || !*path)
+        return NULL;
+    while (*p) {
+        size_t n = strcspn(p, ".[");
+        if (n >= sizeof name)
+            return NULL;
+        if (n > 0) {
+            memcpy(name, p, n);
+            name[n] = '\0';
+            if (!cJSON_IsObject(cur))
+                return NULL;
+            cur = cJSON_GetObjectItemCaseSensitive(cur, name);
+            if (!cur)
+                return NULL;
+            p += n;
+        }
+        while (*p == '[') {
+            char *end = NULL;
+            long i = strtol(p + 1, &end, 10);
+            if (end == p + 1 || *end != ']' || i < 0 || i > 100000 || !cJSON_IsArray(cur))
+                return NULL;
+            cur = cJSON_GetArrayItem(cur, (int)i);
+            if (!cur)
+                return NULL;
+            p = end + 1;
+        }
+        if (*p == '.') {
+            p++;
+            if (!*p || *p == '.' || *p == '[')
+                return NULL;
+        } else if (*p) {
+            return NULL;
+        }
+    }
+    return cur;
+}
+
+/* Syntax of a device_key path: name ( "[" digits "]" )* ( "." name ... )*, where a
+ * name is 1+ bytes other than ".", "[", "]" and control characters. */
+static int path_ok(const char *p)
+{
+    if (!p || !*p)
+        return 0;
+    for (;;) {
+        size_t n = 0;
+        while (p[n] && p[n] != '.' && p[n] != '[' && p[n] != ']' && (unsigned char)p[n] >= 0x20)
+            n++;
+        if (n == 0 || n >= KEY_MAX)
+            return 0;
+        p += n;
+        while (*p == '[') {
+            p++;
+            if (!(*p >= '0' && *p <= '9'))
+                return 0;
+            while (*p >= '0' && *p <= '9')
+                p++;
+            if (*p++ != ']')
+                return 0;
+        }
+        if (*p == '\0')
+            return 1;
+        if (*p++ != '.')
+            return 0;
+    }
+}
+
+/* ---- device keys ------------------------------------------------------------------------ */
+
+static int devkey_cmp(const void *a, const void *b)
+{
+    return strcasecmp(((const devkey *)a)->key, ((const devkey *)b)->key);
+}
+
+static const devkey *find_key(const source *s, const char *key)
+{
+    devkey probe = {key, 0, NULL};
+    return bsearch(&probe, s->keys, s->n_keys, sizeof *s->keys, devkey_cmp);
+}
+
+static uint32_t hash_key(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)tolower((unsigned char)s[i]);
+        h *= 16777619u;
+    }
+    return h ? h : 1;
+}
+
+/* Log an unknown key once (by hash; a collision only costs a log line). */
+static void unknown_device(source *s, const char *key, const char *topic)
+{
+    pthread_mutex_lock(&s->stats_mu);
+    s->st.unknown_device++;
+    pthread_mutex_unlock(&s->stats_mu);
+    uint32_t h = hash_key(key, strlen(key));
+    for (size_t i = 0; i < s->n_unknown; i++)
+        if (s->unknown_hash[i] == h)
+            return;
+    if (s->n_unknown < UNKNOWN_SET) {
+        s->unknown_hash[s->n_unknown++] = h;
+        gw_warn(AREA, "%s: unknown device key \"%.64s\" (topic %.128s); counted and dropped",
+                s->cfg->id, key, topic);
+        return;
+    }
+    gw_complain(&s->unknown_complaint, 0, 60000, 3600000, GW_LOG_WARN, AREA,
+                "%s: more unknown device keys, e.g. \"%.64s\"", s->cfg->id, key);
+}
+
+/* ---- message path (Paho's receive thread) ------------------------------------------------ */
+
+enum { BAD_OVERSIZE = 1, BAD_JSON, BAD_NO_KEY, BAD_NO_MATCH };
+
+static void count_bad(source *s, int why, const char *topic, size_t len)
+{
+    static const char *const names[] = {"", "payload over max_payload", "invalid JSON",
+                                        "no device key at the JSON path",
+                                        "topic matches no subscription"};
+    pthread_mutex_lock(&s->stats_mu);
+    switch (why) {
+    case BAD_OVERSIZE: s->st.oversize++; break;
+    case BAD_JSON: s->st.bad_json++; break;
+    case BAD_NO_KEY: s->st.no_key++; break;
+    default: s->st.no_match++; break;
+    }
+    pthread_mutex_unlock(&s->stats_mu);
+    gw_complain(&s->bad_complaint, 0, 10000, 600000, GW_LOG_WARN, AREA,
+                "%s: message on %.128s (%zu bytes) dropped: %s", s->cfg->id, topic, len,
+                names[why]);
+}
+
+/* Device key from the payload by JSON path, into key[KEY_MAX]. Returns 0 or BAD_*. */
+static int key_from_payload(const char *path, const void *payload, size_t len, char *key)
+{
+    char stackbuf[STACK_COPY];
+    char *buf = len < sizeof stackbuf ? stackbuf : gw_malloc(len + 1);
+    if (!buf)
+        return BAD_JSON;
+    memcpy(buf, payload, len);
+    buf[len] = '\0';
+    int rc = BAD_JSON;
+    const char *end = NULL;
+    /* an embedded NUL would end the parse early: require the whole buffer */
+    cJSON *root = strlen(buf) == len ? cJSON_ParseWithOpts(buf, &end, 1) : NULL;
+    if (root) {
+        rc = BAD_NO_KEY;
+        const cJSON *v = gw_ingest_json_path(root, path);
+        if (cJSON_IsString(v) && v->valuestring[0] && strlen(v->valuestring) < KEY_MAX) {
+            strcpy(key, v->valuestring);
+            rc = 0;
+        } else if (cJSON_IsNumber(v) && isfinite(v->valuedouble) &&
+                   v->valuedouble == floor(v->valuedouble) && fabs(v->valuedouble) < 1e15) {
+            snprintf(key, KEY_MAX, "%.0f", v->valuedouble);
+            rc = 0;
+        }
+        cJSON_Delete(root);
+    }
+    if (buf != stackbuf)
+        gw_free(buf);
+    return rc;
+}
+
+static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
+{
+    source *s = ctx;
+    gw_ingest *ing = s->ing;
+    int64_t now = gw_now_us();
+    size_t tl = topic_len > 0 ? (size_t)topic_len : strlen(topic);
+    size_t len = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
+    int taken = 1;
+
+    pthread_mutex_lock(&s->stats_mu);
+    s->st.received++;
+    pthread_mutex_unlock(&s->stats_mu);
+
+    /* A topic with an embedded NUL cannot name a device safely (the hook gets a C
+     * string): treat it as matching nothing. */
+    const isub *hit = NULL;
+    gw_topic_capture cap = {NULL, 0};
+    if (strlen(topic) == tl) {
+        for (size_t i = 0; i < s->n_subs && !hit; i++)
+            if (gw_topic_pattern_match(&s->subs[i].pat, topic, tl, &cap))
+                hit = &s->subs[i];
+    }
+    char key[KEY_MAX];
+    int bad = 0;
+    if (!hit)
+        bad = BAD_NO_MATCH;
+    else if (len > s->max_payload)
+        bad = BAD_OVERSIZE;
+    else if (cap.value) {
+        if (cap.len >= sizeof key)
+            cap.len = sizeof key - 1; /* cannot match a configured key; logged as unknown */
+        memcpy(key, cap.value, cap.len);
+        key[cap.len] = '\0';
+    } else if (hit->cfg->device_key) {
+        bad = key_from_payload(hit->cfg->device_key, m->payload, len, key);
+    } else {
+        bad = BAD_NO_KEY;
+    }
+    if (bad) {
+        count_bad(s, bad, topic, len);
+        goto consumed;
+    }
+    const devkey *dk = find_key(s, key);
+    if (!dk) {
+        unknown_device(s, key, topic);
+        goto consumed;
+    }
+    const char *decoder = dk->decoder ? dk->decoder
+                          : hit->cfg->decoder ? hit->cfg->decoder : "json";
+    int rc = ing->hooks.on_message(ing->hooks.ctx, dk->device_idx, decoder, topic,
+                                   len ? m->payload : "", len, now);
+    pthread_mutex_lock(&s->stats_mu);
+    if (rc == 0) {
+        s->st.matched++;
+    } else if (rc == GW_EFULL || rc == GW_ETIMEDOUT || rc == GW_EAGAIN) {
+        s->st.deferred++;
+        taken = 0;
+    } else {
+        s->st.rejected++;
+    }
+    pthread_mutex_unlock(&s->stats_mu);
+    if (!taken) {
+        /* Paho keeps it and calls again later; the broker gets no PUBACK meanwhile. */
+        gw_complain(&s->bad_complaint, 0, 10000, 600000, GW_LOG_WARN, AREA,
+                    "%s: core queue full; messages are held by the MQTT client", s->cfg->id);
+        return 0;
+    }
+consumed:
+    MQTTAsync_freeMessage(&m);
+    MQTTAsync_free(topic);
+    return 1;
+}
+
+/* ---- connection (Paho threads, and the ingest thread) ------------------------------------ */
+
+static void set_error(source *s, const char *what, const char *detail)
+{
+    pthread_mutex_lock(&s->stats_mu);
+    snprintf(s->st.last_error, sizeof s->st.last_error, "%s%s%s", what,
+             detail && detail[0] ? ": " : "", detail ? detail : "");
+    pthread_mutex_unlock(&s->stats_mu);
+}
+
+static void on_sub_ok(void *ctx, MQTTAsync_successData *r)
+{
+    source *s = ctx;
+    if (s->n_subs == 1 && r && r->alt.qos == 0x80)
+        gw_error(AREA, "%s: broker refused the subscription %s", s->cfg->id, s->filters[0]);
+    else if (s->n_subs > 1 && r && r->alt.qosList)
+        for (size_t i = 0; i < s->n_subs; i++)
+            if (r->alt.qosList[i] == 0x80)
+                gw_error(AREA, "%s: broker refused the subscription %s", s->cfg->id,
+                         s->filters[i]);
+}
+
+static void on_sub_ok5(void *ctx, MQTTAsync_successData5 *r)
+{
+    source *s = ctx;
+    if (!r)
+        return;
+    if (r->alt.sub.reasonCodeCount <= 0 && r->reasonCode >= 0x80)
+        gw_error(AREA, "%s: broker refused the subscriptions (reason %d)", s->cfg->id,
+                 (int)r->reasonCode);
+    for (int i = 0; i < r->alt.sub.reasonCodeCount && (size_t)i < s->n_subs; i++)
+        if (r->alt.sub.reasonCodes[i] >= 0x80)
+            gw_error(AREA, "%s: broker refused the subscription %s (reason %d)", s->cfg->id,
+                     s->filters[i], (int)r->alt.sub.reasonCodes[i]);
+}
+
+static void on_sub_fail(void *ctx, MQTTAsync_failureData *r)
+{
+    source *s = ctx;
+    gw_error(AREA, "%s: subscribing failed (%d)", s->cfg->id, r ? r->code : -1);
+    set_error(s, "subscribe failed", r && r->message ? r->message : NULL);
+}
+
+static void on_sub_fail5(void *ctx, MQTTAsync_failureData5 *r)
+{
+    source *s = ctx;
+    gw_error(AREA, "%s: subscribing failed (%d)", s->cfg->id, r ? r->code : -1);
+    set_error(s, "subscribe failed", r && r->message ? r->message : NULL);
+}
+
+static void subscribe_all(source *s)
+{
+    if (!s->n_subs)
+        return;
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    ro.context = s;
+    if (s->v5) {
+        ro.onSuccess5 = on_sub_ok5;
+        ro.onFailure5 = on_sub_fail5;
+    } else {
+        ro.onSuccess = on_sub_ok;
+        ro.onFailure = on_sub_fail;
+    }
+    int rc = MQTTAsync_subscribeMany(s->client, (int)s->n_subs, s->filters, s->qos, &ro);
+    if (rc != MQTTASYNC_SUCCESS) {
+        gw_error(AREA, "%s: cannot subscribe: %s", s->cfg->id, MQTTAsync_strerror(rc));
+        set_error(s, "subscribe refused", MQTTAsync_strerror(rc));
+    }
+}
+
+static void connected(source *s, int session_present)
+{
+    gw_ingest *ing = s->ing;
+    pthread_mutex_lock(&ing->mu);
+    s->conn = CONN_UP;
+    s->backoff_ms = RECONNECT_MIN_MS;
+    gw_complain_clear(&s->conn_complaint, AREA, "%s: connected to %s", s->cfg->id,
+                      s->cfg->conn.url);
+    pthread_mutex_unlock(&ing->mu);
+    pthread_mutex_lock(&s->stats_mu);
+    s->st.connected = 1;
+    s->st.connects++;
+    s->st.last_error[0] = '\0';
+    uint64_t n = s->st.connects;
+    pthread_mutex_unlock(&s->stats_mu);
+    if (n == 1)
+        gw_info(AREA, "%s: connected to %s (session %s)", s->cfg->id, s->cfg->conn.url,
+                session_present ? "resumed" : "new");
+    /* Subscribe on every connect, in the connect callback (never in connectionLost,
+     * paho.mqtt.c #1311): a broker that lost our session has no subscriptions. */
+    subscribe_all(s);
+}
+
+static void connect_failed(source *s, int code, const char *msg)
+{
+    gw_ingest *ing = s->ing;
+    char detail[128];
+    snprintf(detail, sizeof detail, "%s (%d)", msg ? msg : MQTTAsync_strerror(code), code);
+    pthread_mutex_lock(&ing->mu);
+    s->conn = CONN_DOWN;
+    s->next_connect_ms = gw_mono_ms() + gw_mqtt_client_backoff(&s->backoff_ms, RECONNECT_MAX_MS);
+    gw_complain(&s->conn_complaint, 0, 10000, 600000, GW_LOG_WARN, AREA,
+                "%s: cannot connect to %s: %s; retrying", s->cfg->id, s->cfg->conn.url, detail);
+    pthread_cond_signal(&ing->cv);
+    pthread_mutex_unlock(&ing->mu);
+    pthread_mutex_lock(&s->stats_mu);
+    s->st.connected = 0;
+    s->st.connect_failures++;
+    pthread_mutex_unlock(&s->stats_mu);
+    set_error(s, "connect failed", detail);
+}
+
+static void on_conn_ok(void *ctx, MQTTAsync_successData *r)
+{
+    connected(ctx, r ? r->alt.connect.sessionPresent : 0);
+}
+
+static void on_conn_ok5(void *ctx, MQTTAsync_successData5 *r)
+{
+    connected(ctx, r ? r->alt.connect.sessionPresent : 0);
+}
+
+static void on_conn_fail(void *ctx, MQTTAsync_failureData *r)
+{
+    connect_failed(ctx, r ? r->code : MQTTASYNC_FAILURE, r ? r->message : NULL);
+}
+
+static void on_conn_fail5(void *ctx, MQTTAsync_failureData5 *r)
+{
+    connect_failed(ctx, r ? r->code : MQTTASYNC_FAILURE, r ? r->message : NULL);
+}
+
+static void on_connection_lost(void *ctx, char *cause)
+{
+    source *s = ctx;
+    gw_ingest *ing = s->ing;
+    pthread_mutex_lock(&ing->mu);
+    if (s->conn == CONN_UP)
+        gw_complain(&s->conn_complaint, 0, 10000, 600000, GW_LOG_WARN, AREA,
+                    "%s: connection to %s lost%s%s; reconnecting", s->cfg->id,
+                    s->cfg->conn.url, cause ? ": " : "", cause ? cause : "");
+    s->conn = CONN_DOWN;
+    s->next_connect_ms = gw_mono_ms() + gw_mqtt_client_backoff(&s->backoff_ms, RECONNECT_MAX_MS);
+    pthread_cond_signal(&ing->cv);
+    pthread_mutex_unlock(&ing->mu);
+    pthread_mutex_lock(&s->stats_mu);
+    s->st.connected = 0;
+    s->st.connection_losses++;
+    pthread_mutex_unlock(&s->stats_mu);
+    set_error(s, "connection lost", cause);
+}
+
+static void start_connect(source *s)
+{
+    MQTTAsync_connectOptions init3 = MQTTAsync_connectOptions_initializer;
+    MQTTAsync_connectOptions init5 = MQTTAsync_connectOptions_initializer5;
+    MQTTAsync_connectOptions co = s->v5 ? init5 : init3;
+    MQTTProperties props = MQTTProperties_initializer;
+    const gw_mqtt_conn *c = &s->cfg->conn;
+
+    co.MQTTVersion = s->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+    co.keepAliveInterval = c->keepalive_s > 0 ? c->keepalive_s : 30;
+    co.cleansession = 0; /* persistent session (3.1.1) */
+    co.cleanstart = 0;   /* persistent session (5), with an expiry below */
+    co.connectTimeout = 10;
+    co.automaticReconnect = 0; /* the ingest thread reconnects with its own backoff */
+    co.username = c->username && c->username[0] ? c->username : NULL;
+    co.password = c->password && c->password[0] ? c->password : NULL;
+    co.ssl = s->tls ? &s->ssl : NULL;
+    co.context = s;
+    if (s->v5) {
+        MQTTProperty p;
+        memset(&p, 0, sizeof p);
+        p.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL;
+        p.value.integer4 = SESSION_EXPIRY_S;
+        MQTTProperties_add(&props, &p);
+        co.connectProperties = &props;
+        co.onSuccess5 = on_conn_ok5;
+        co.onFailure5 = on_conn_fail5;
+    } else {
+        co.onSuccess = on_conn_ok;
+        co.onFailure = on_conn_fail;
+    }
+    int rc = MQTTAsync_connect(s->client, &co);
+    MQTTProperties_free(&props);
+    if (rc != MQTTASYNC_SUCCESS)
+        connect_failed(s, rc, MQTTAsync_strerror(rc));
+}
+
+static void wait_until(gw_ingest *ing, int64_t deadline_mono_ms)
+{
+    int64_t wait = deadline_mono_ms - gw_mono_ms();
+    if (wait <= 0)
+        return;
+    if (wait > 1000)
+        wait = 1000;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += wait / 1000;
+    ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&ing->cv, &ing->mu, &ts);
+}
+
+static void *run(void *arg)
+{
+    gw_ingest *ing = arg;
+    pthread_mutex_lock(&ing->mu);
+    while (!ing->stop) {
+        int64_t now = gw_mono_ms();
+        int64_t deadline = now + 1000;
+        for (size_t i = 0; i < ing->n_src && !ing->stop; i++) {
+            source *s = &ing->src[i];
+            if (s->conn == CONN_DOWN && now >= s->next_connect_ms) {
+                s->conn = CONN_CONNECTING;
+                pthread_mutex_unlock(&ing->mu);
+                start_connect(s);
+                pthread_mutex_lock(&ing->mu);
+            }
+            if (s->conn == CONN_DOWN && s->next_connect_ms < deadline)
+                deadline = s->next_connect_ms;
+        }
+        if (!ing->stop)
+            wait_until(ing, deadline);
+    }
+    pthread_mutex_unlock(&ing->mu);
+    return NULL;
+}
+
+/* ---- setup ----------------------------------------------------------------------------------- */
+
+static void source_free(source *s)
+{
+    if (s->client)
+        MQTTAsync_destroy(&s->client);
+    for (size_t i = 0; i < s->n_subs; i++)
+        gw_topic_pattern_free(&s->subs[i].pat);
+    gw_free(s->subs);
+    gw_free(s->filters);
+    gw_free(s->qos);
+    gw_free(s->keys);
+    pthread_mutex_destroy(&s->stats_mu);
+}
+
+static int source_init(gw_ingest *ing, size_t idx)
+{
+    const gw_config *cfg = ing->cfg;
+    source *s = &ing->src[idx];
+    s->ing = ing;
+    s->cfg = &cfg->mqtt_sources[idx];
+    s->idx = idx;
+    s->v5 = s->cfg->conn.mqtt_version == 5;
+    s->backoff_ms = RECONNECT_MIN_MS;
+    s->max_payload = s->cfg->max_payload ? s->cfg->max_payload : 65536;
+    pthread_mutex_init(&s->stats_mu, NULL);
+
+    s->n_subs = s->cfg->n_subs;
+    if (s->n_subs) {
+        s->subs = gw_calloc(s->n_subs, sizeof *s->subs);
+        s->filters = gw_calloc(s->n_subs, sizeof *s->filters);
+        s->qos = gw_calloc(s->n_subs, sizeof *s->qos);
+        if (!s->subs || !s->filters || !s->qos)
+            return GW_ENOMEM;
+    }
+    for (size_t i = 0; i < s->n_subs; i++) {
+        char err[160];
+        s->subs[i].cfg = &s->cfg->subs[i];
+        int rc = gw_topic_pattern_compile(s->cfg->subs[i].topic, &s->subs[i].pat, err, sizeof err);
+        if (rc) {
+            if (rc == GW_EINVAL)
+                gw_error(AREA, "%s: subscription %zu: %s", s->cfg->id, i, err);
+            return rc;
+        }
+        s->filters[i] = s->subs[i].pat.filter;
+        s->qos[i] = s->cfg->subs[i].qos >= 0 && s->cfg->subs[i].qos <= 2 ? s->cfg->subs[i].qos : 1;
+    }
+
+    size_t n = 0;
+    for (size_t d = 0; d < cfg->n_devices; d++) {
+        const gw_device *dev = &cfg->devices[d];
+        if (dev->source == GW_SRC_MQTT && dev->enabled && dev->mqtt_source && dev->key &&
+            strcmp(dev->mqtt_source, s->cfg->id) == 0)
+            n++;
+    }
+    if (n) {
+        s->keys = gw_calloc(n, sizeof *s->keys);
+        if (!s->keys)
+            return GW_ENOMEM;
+    }
+    for (size_t d = 0; d < cfg->n_devices; d++) {
+        const gw_device *dev = &cfg->devices[d];
+        if (dev->source == GW_SRC_MQTT && dev->enabled && dev->mqtt_source && dev->key &&
+            strcmp(dev->mqtt_source, s->cfg->id) == 0)
+            s->keys[s->n_keys++] = (devkey){dev->key, d, dev->decoder};
+    }
+    qsort(s->keys, s->n_keys, sizeof *s->keys, devkey_cmp);
+
+    char *client_id = NULL;
+    const char *cid = s->cfg->conn.client_id;
+    if (!cid || !cid[0]) {
+        /* A persistent session needs a stable id: derive it from gateway and source. */
+        size_t l = strlen(cfg->gateway.id ? cfg->gateway.id : "gw") + strlen(s->cfg->id) + 16;
+        client_id = gw_malloc(l);
+        if (!client_id)
+            return GW_ENOMEM;
+        snprintf(client_id, l, "citygate-%s-%s", cfg->gateway.id ? cfg->gateway.id : "gw",
+                 s->cfg->id);
+        cid = client_id;
+    }
+    int rc = gw_mqtt_client_create(&s->cfg->conn, cid, AREA, &s->client, &s->tls);
+    gw_free(client_id);
+    if (rc)
+        return rc;
+    if (s->tls)
+        gw_mqtt_client_tls(&s->cfg->conn, &s->ssl);
+    if (MQTTAsync_setCallbacks(s->client, s, on_connection_lost, on_message, NULL) !=
+        MQTTASYNC_SUCCESS)
+        return GW_EIO;
+    return 0;
+}
+
+int gw_ingest_new(const gw_config *cfg, const gw_ingest_hooks *hooks, gw_ingest **out)
+{
+    *out = NULL;
+    if (!cfg || !hooks || !hooks->on_message)
+        return GW_EINVAL;
+    gw_ingest *ing = gw_calloc(1, sizeof *ing);
+    if (!ing)
+        return GW_ENOMEM;
+    ing->cfg = cfg;
+    ing->hooks = *hooks;
+    pthread_mutex_init(&ing->mu, NULL);
+    pthread_cond_init(&ing->cv, NULL);
+    int rc = 0;
+    if (cfg->n_mqtt_sources) {
+        ing->src = gw_calloc(cfg->n_mqtt_sources, sizeof *ing->src);
+        if (!ing->src) {
+            rc = GW_ENOMEM;
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < cfg->n_mqtt_sources; i++) {
+        ing->n_src = i + 1;
+        rc = source_init(ing, i);
+        if (rc)
+            goto fail;
+    }
+    *out = ing;
+    return 0;
+fail:
+    gw_ingest_free(ing);
+    return rc;
+}
+
+int gw_ingest_start(gw_ingest *ing)
+{
+    if (ing->started || ing->n_src == 0)
+        return 0;
+    ing->stop = 0;
+    int err = pthread_create(&ing->thread, NULL, run, ing);
+    if (err) {
+        gw_error(AREA, "cannot start thread: %s", strerror(err));
+        return GW_EIO;
+    }
+#ifdef __GLIBC__
+    pthread_setname_np(ing->thread, "mqtt-ingest");
+#endif
+    ing->started = 1;
+    return 0;
+}
+
+void gw_ingest_stop(gw_ingest *ing)
+{
+    if (!ing || !ing->started)
+        return;
+    pthread_mutex_lock(&ing->mu);
+    ing->stop = 1;
+    pthread_cond_signal(&ing->cv);
+    pthread_mutex_unlock(&ing->mu);
+    pthread_join(ing->thread, NULL);
+    ing->started = 0;
+    for (size_t i = 0; i < ing->n_src; i++) {
+        source *s = &ing->src[i];
+        if (!MQTTAsync_isConnected(s->client))
+            continue;
+        MQTTAsync_disconnectOptions d3 = MQTTAsync_disconnectOptions_initializer;
+        MQTTAsync_disconnectOptions d5 = MQTTAsync_disconnectOptions_initializer5;
+        MQTTAsync_disconnectOptions d = s->v5 ? d5 : d3;
+        d.timeout = 200;
+        if (MQTTAsync_disconnect(s->client, &d) == MQTTASYNC_SUCCESS)
+            for (int k = 0; k < 50 && MQTTAsync_isConnected(s->client); k++)
+                gw_sleep_ms(20);
+        pthread_mutex_lock(&ing->mu);
+        s->conn = CONN_DOWN;
+        pthread_mutex_unlock(&ing->mu);
+        pthread_mutex_lock(&s->stats_mu);
+        s->st.connected = 0;
+        pthread_mutex_unlock(&s->stats_mu);
+    }
+}
+
+void gw_ingest_free(gw_ingest *ing)
+{
+    if (!ing)
+        return;
+    gw_ingest_stop(ing);
+    for (size_t i = 0; i < ing->n_src; i++)
+        source_free(&ing->src[i]);
+    gw_free(ing->src);
+    pthread_cond_destroy(&ing->cv);
+    pthread_mutex_destroy(&ing->mu);
+    gw_free(ing);
+}
+
+size_t gw_ingest_n_sources(const gw_ingest *ing)
+{
+    return ing ? ing->n_src : 0;
+}
+
+int gw_ingest_stats_get(gw_ingest *ing, size_t i, gw_ingest_stats *out)
+{
+    if (!ing || i >= ing->n_src)
+        return GW_EINVAL;
+    source *s = &ing->src[i];
+    pthread_mutex_lock(&s->stats_mu);
+    *out = s->st;
+    pthread_mutex_unlock(&s->stats_mu);
+    return 0;
+}
+
+/* ---- check ------------------------------------------------------------------------------------ */
+
+int gw_ingest_check(const gw_config *cfg, gw_cfgerr *errs)
+{
+    int bad = 0;
+    const char *file = cfg->file ? cfg->file : "config";
+    for (size_t i = 0; i < cfg->n_mqtt_sources; i++) {
+        const gw_mqtt_source *src = &cfg->mqtt_sources[i];
+        char path[96];
+        char *url = NULL;
+        int tls = 0;
+        if (gw_mqtt_client_url(src->conn.url, &url, &tls) == GW_EINVAL) {
+            snprintf(path, sizeof path, "mqtt_sources[%zu].url", i);
+            gw_cfgerr_add(errs, file, path, "must be tcp://, mqtt://, ssl:// or mqtts://HOST[:PORT]");
+            bad = 1;
+        }
+        gw_free(url);
+        for (size_t j = 0; j < src->n_subs; j++) {
+            const gw_mqtt_sub *sub = &src->subs[j];
+            gw_topic_pattern p;
+            char err[160];
+            snprintf(path, sizeof path, "mqtt_sources[%zu].subscriptions[%zu].topic", i, j);
+            if (gw_topic_pattern_compile(sub->topic, &p, err, sizeof err) == GW_EINVAL) {
+                gw_cfgerr_add(errs, file, path, "%s", err);
+                bad = 1;
+                continue;
+            }
+            snprintf(path, sizeof path, "mqtt_sources[%zu].subscriptions[%zu]", i, j);
+            if (p.named_level >= 0 && sub->device_key) {
+                gw_cfgerr_add(errs, file, path,
+                              "give the device either by a named topic segment or by device_key, not both");
+                bad = 1;
+            } else if (p.named_level < 0 && !sub->device_key) {
+                gw_cfgerr_add(errs, file, path,
+                              "no way to find the device: name a topic level (\"{dev_eui}\") or set device_key");
+                bad = 1;
+            } else if (sub->device_key && !path_ok(sub->device_key)) {
+                snprintf(path, sizeof path, "mqtt_sources[%zu].subscriptions[%zu].device_key", i, j);
+                gw_cfgerr_add(errs, file, path, "bad JSON path \"%.64s\" (like \"meta.id\" or \"a.b[0].c\")",
+                              sub->device_key);
+                bad = 1;
+            }
+            gw_topic_pattern_free(&p);
+        }
+        /* duplicate keys within a source make the mapping ambiguous */
+        for (size_t a = 0; a < cfg->n_devices; a++) {
+            const gw_device *da = &cfg->devices[a];
+            if (da->source != GW_SRC_MQTT || !da->key || !da->mqtt_source ||
+                strcmp(da->mqtt_source, src->id) != 0)
+                continue;
+            for (size_t b = a + 1; b < cfg->n_devices; b++) {
+                const gw_device *db = &cfg->devices[b];
+                if (db->source == GW_SRC_MQTT && db->key && db->mqtt_source &&
+                    strcmp(db->mqtt_source, src->id) == 0 && strcasecmp(da->key, db->key) == 0) {
+                    snprintf(path, sizeof path, "devices[%zu].mqtt.key", b);
+                    gw_cfgerr_add(errs, file, path, "key \"%.64s\" is also used by device %s on source %s",
+                                  db->key, da->id, src->id);
+                    bad = 1;
+                }
+            }
+        }
+    }
+    return bad ? GW_ECONFIG : 0;
+}
