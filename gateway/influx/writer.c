@@ -1,0 +1,835 @@
+#include "influx/writer.h"
+
+#include "alloc.h"
+#include "error.h"
+#include "influx/lineproto.h"
+#include "log.h"
+#include "queue.h"
+#include "timeutil.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define QUEUE_CAPACITY 32768
+#define POP_CHUNK 1024
+#define MAX_FIELDS 64
+#define MAX_LINE (64 * 1024)
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 60000
+#define RETRY_AFTER_MAX_S 600
+#define DRAIN_BUDGET_MS 250
+#define RESPONSE_MAX 2048
+#define DEADLETTER_MAX (64LL * 1024 * 1024)
+
+typedef struct dev_meta {
+    const char *id;
+    const char *kind;
+    gw_lp_tag *tags;
+    size_t n_tags;
+} dev_meta;
+
+typedef enum { SEND_OK = 0, SEND_RETRY, SEND_CONFIG } send_rc;
+
+struct gw_influx_writer {
+    const gw_config *cfg;
+    const gw_influx_cfg *ic;
+    gw_spool *spool;
+    gw_queue *queue;
+    gw_lp_precision prec;
+
+    dev_meta *devs;          /* indexed like cfg->devices */
+    size_t n_devs;
+    size_t *by_id;           /* indices sorted by id, for samples without a valid index */
+
+    char *url;
+    char *auth_header;       /* "Authorization: Token …" (2.x), a secret */
+    CURL *curl;
+    struct curl_slist *headers;
+    z_stream z;
+    int z_ready;
+    unsigned char *zbuf;
+    size_t zcap;
+    char resp[RESPONSE_MAX];
+    size_t resp_len;
+    long retry_after_s;
+
+    char *batch;             /* live batch being filled */
+    size_t batch_len, batch_cap;
+    uint32_t batch_lines;
+    int64_t batch_deadline;  /* mono ms */
+
+    int64_t next_attempt;    /* mono ms; no request before */
+    int backoff_ms;
+    int attempts;
+
+    char *deadletter_path;
+    int deadletter_fd;
+
+    pthread_t thread;
+    int started;
+    atomic_int stopping;
+
+    gw_influx_fault_cb fault_cb;
+    void *fault_ctx;
+
+    pthread_mutex_t stats_lock;
+    gw_influx_stats st;
+    gw_complaint complaint;
+    unsigned int rng;
+};
+
+const char *gw_influx_state_name(gw_influx_state s)
+{
+    switch (s) {
+    case GW_INFLUX_OK: return "ok";
+    case GW_INFLUX_RETRYING: return "retrying";
+    case GW_INFLUX_CONFIG_FAULT: return "config_fault";
+    case GW_INFLUX_IDLE:
+    default: return "idle";
+    }
+}
+
+/* ---- setup ---------------------------------------------------------------------------- */
+
+static const gw_config *sort_cfg; /* qsort has no context argument; used only in new() */
+static int cmp_dev_idx(const void *a, const void *b)
+{
+    return strcmp(sort_cfg->devices[*(const size_t *)a].id,
+                  sort_cfg->devices[*(const size_t *)b].id);
+}
+static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int build_devices(gw_influx_writer *w)
+{
+    const gw_config *cfg = w->cfg;
+    w->n_devs = cfg->n_devices;
+    if (w->n_devs == 0)
+        return 0;
+    w->devs = gw_calloc(w->n_devs, sizeof *w->devs);
+    w->by_id = gw_calloc(w->n_devs, sizeof *w->by_id);
+    if (!w->devs || !w->by_id)
+        return GW_ENOMEM;
+    for (size_t i = 0; i < w->n_devs; i++) {
+        const gw_device *d = &cfg->devices[i];
+        dev_meta *m = &w->devs[i];
+        m->id = d->id;
+        m->kind = d->kind && d->kind[0] ? d->kind : "device";
+        size_t extra = d->tags ? (size_t)cJSON_GetArraySize(d->tags) : 0;
+        m->tags = gw_calloc(4 + extra, sizeof *m->tags);
+        if (!m->tags)
+            return GW_ENOMEM;
+        size_t n = 0;
+        m->tags[n++] = (gw_lp_tag){"device", d->id};
+        if (d->component.code)
+            m->tags[n++] = (gw_lp_tag){"component", d->component.code};
+        if (d->component.grid)
+            m->tags[n++] = (gw_lp_tag){"grid", d->component.grid};
+        if (cfg->gateway.id)
+            m->tags[n++] = (gw_lp_tag){"gateway", cfg->gateway.id};
+        const cJSON *t;
+        cJSON_ArrayForEach(t, d->tags)
+        {
+            if (!cJSON_IsString(t) || !t->string)
+                continue;
+            if (!strcmp(t->string, "device") || !strcmp(t->string, "component") ||
+                !strcmp(t->string, "grid") || !strcmp(t->string, "gateway"))
+                continue;
+            m->tags[n++] = (gw_lp_tag){t->string, t->valuestring};
+        }
+        m->n_tags = n;
+        w->by_id[i] = i;
+    }
+    pthread_mutex_lock(&sort_lock);
+    sort_cfg = cfg;
+    qsort(w->by_id, w->n_devs, sizeof *w->by_id, cmp_dev_idx);
+    pthread_mutex_unlock(&sort_lock);
+    return 0;
+}
+
+static const dev_meta *find_device(gw_influx_writer *w, const gw_sample *s)
+{
+    if (s->device_idx < w->n_devs && strcmp(w->devs[s->device_idx].id, s->device) == 0)
+        return &w->devs[s->device_idx];
+    size_t lo = 0, hi = w->n_devs;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(s->device, w->devs[w->by_id[mid]].id);
+        if (c == 0)
+            return &w->devs[w->by_id[mid]];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+/* Append "&key=escaped(value)" to url. */
+static int url_param(CURL *c, char **url, const char *key, const char *value)
+{
+    if (!value || !value[0])
+        return 0;
+    char *esc = curl_easy_escape(c, value, 0);
+    if (!esc)
+        return GW_ENOMEM;
+    size_t n = strlen(*url) + strlen(key) + strlen(esc) + 3;
+    char *u = gw_malloc(n);
+    if (!u) {
+        curl_free(esc);
+        return GW_ENOMEM;
+    }
+    snprintf(u, n, "%s%c%s=%s", *url, strchr(*url, '?') ? '&' : '?', key, esc);
+    curl_free(esc);
+    gw_free(*url);
+    *url = u;
+    return 0;
+}
+
+static size_t on_body(char *p, size_t sz, size_t nm, void *ctx)
+{
+    gw_influx_writer *w = ctx;
+    size_t n = sz * nm, room = RESPONSE_MAX - 1 - w->resp_len;
+    size_t k = n < room ? n : room;
+    memcpy(w->resp + w->resp_len, p, k);
+    w->resp_len += k;
+    w->resp[w->resp_len] = '\0';
+    return n;
+}
+
+static size_t on_header(char *p, size_t sz, size_t nm, void *ctx)
+{
+    gw_influx_writer *w = ctx;
+    size_t n = sz * nm;
+    if (n > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
+        char v[64];
+        size_t k = n - 12 < sizeof v - 1 ? n - 12 : sizeof v - 1;
+        memcpy(v, p + 12, k);
+        v[k] = '\0';
+        char *end;
+        long s = strtol(v, &end, 10);
+        if (end != v && s >= 0)
+            w->retry_after_s = s;
+        else {
+            time_t t = curl_getdate(v, NULL); /* an HTTP date */
+            if (t > 0) {
+                long d = (long)(t - time(NULL));
+                w->retry_after_s = d > 0 ? d : 0;
+            }
+        }
+        if (w->retry_after_s > RETRY_AFTER_MAX_S)
+            w->retry_after_s = RETRY_AFTER_MAX_S;
+    }
+    return n;
+}
+
+static int setup_curl(gw_influx_writer *w)
+{
+    const gw_influx_cfg *ic = w->ic;
+    w->curl = curl_easy_init();
+    if (!w->curl)
+        return GW_ENOMEM;
+    const char *base = ic->url;
+    size_t bl = strlen(base);
+    while (bl > 0 && base[bl - 1] == '/')
+        bl--;
+    const char *path = ic->version == 2 ? "/api/v2/write" : "/write";
+    size_t n = bl + strlen(path) + 1;
+    w->url = gw_malloc(n);
+    if (!w->url)
+        return GW_ENOMEM;
+    snprintf(w->url, n, "%.*s%s", (int)bl, base, path);
+    int rc;
+    if (ic->version == 2) {
+        if ((rc = url_param(w->curl, &w->url, "org", ic->org)) ||
+            (rc = url_param(w->curl, &w->url, "bucket", ic->bucket)))
+            return rc;
+    } else {
+        if ((rc = url_param(w->curl, &w->url, "db", ic->database)) ||
+            (rc = url_param(w->curl, &w->url, "rp", ic->retention_policy)))
+            return rc;
+    }
+    if ((rc = url_param(w->curl, &w->url, "precision",
+                        gw_lp_precision_param(w->prec, ic->version))))
+        return rc;
+
+    struct curl_slist *h = NULL, *t;
+    const char *fixed[] = {"Content-Type: text/plain; charset=utf-8", "Expect:",
+                           ic->gzip ? "Content-Encoding: gzip" : NULL};
+    for (size_t i = 0; i < 3; i++) {
+        if (!fixed[i])
+            continue;
+        if (!(t = curl_slist_append(h, fixed[i])))
+            goto nomem;
+        h = t;
+    }
+    if (ic->version == 2 && ic->token && ic->token[0]) {
+        size_t an = strlen(ic->token) + 32;
+        w->auth_header = gw_malloc(an);
+        if (!w->auth_header)
+            goto nomem;
+        snprintf(w->auth_header, an, "Authorization: Token %s", ic->token);
+        if (!(t = curl_slist_append(h, w->auth_header)))
+            goto nomem;
+        h = t;
+    }
+    w->headers = h;
+
+    CURL *c = w->curl;
+    curl_easy_setopt(c, CURLOPT_URL, w->url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, w->headers);
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_VERBOSE, 0L);
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(ic->timeout_ms > 0 ? ic->timeout_ms : 10000));
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)(ic->timeout_ms > 0 && ic->timeout_ms < 5000 ? ic->timeout_ms : 5000));
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+#endif
+    if (ic->ca_file && ic->ca_file[0])
+        curl_easy_setopt(c, CURLOPT_CAINFO, ic->ca_file);
+    if (ic->version != 2 && ic->username && ic->username[0]) {
+        curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        curl_easy_setopt(c, CURLOPT_USERNAME, ic->username);
+        curl_easy_setopt(c, CURLOPT_PASSWORD, ic->password ? ic->password : "");
+    }
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, w);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, w);
+    return 0;
+nomem:
+    curl_slist_free_all(h);
+    return GW_ENOMEM;
+}
+
+int gw_influx_writer_new(const gw_config *cfg, gw_spool *spool, gw_influx_writer **out)
+{
+    *out = NULL;
+    if (!cfg || !cfg->influx.url || !cfg->influx.url[0])
+        return GW_EINVAL;
+    gw_influx_writer *w = gw_calloc(1, sizeof *w);
+    if (!w)
+        return GW_ENOMEM;
+    w->cfg = cfg;
+    w->ic = &cfg->influx;
+    w->spool = spool;
+    w->deadletter_fd = -1;
+    w->rng = (unsigned)gw_mono_us() ^ (unsigned)getpid();
+    pthread_mutex_init(&w->stats_lock, NULL);
+    int rc = GW_ECONFIG;
+    if (gw_lp_precision_parse(w->ic->precision ? w->ic->precision : "us", &w->prec) != 0)
+        goto fail;
+    rc = build_devices(w);
+    if (rc)
+        goto fail;
+    rc = gw_queue_new(QUEUE_CAPACITY, sizeof(gw_sample), GW_QUEUE_DROP_OLDEST, &w->queue);
+    if (rc)
+        goto fail;
+    size_t bb = w->ic->batch_bytes > 0 ? (size_t)w->ic->batch_bytes : 1048576;
+    w->batch_cap = bb + MAX_LINE;
+    w->batch = gw_malloc(w->batch_cap);
+    rc = GW_ENOMEM;
+    if (!w->batch)
+        goto fail;
+    if (w->ic->gzip) {
+        if (deflateInit2(&w->z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+            goto fail;
+        w->z_ready = 1;
+    }
+    rc = setup_curl(w);
+    if (rc)
+        goto fail;
+    const char *dd = cfg->gateway.data_dir ? cfg->gateway.data_dir : ".";
+    size_t n = strlen(dd) + sizeof "/influx-deadletter.lp";
+    w->deadletter_path = gw_malloc(n);
+    if (!w->deadletter_path)
+        goto fail;
+    snprintf(w->deadletter_path, n, "%s/influx-deadletter.lp", dd);
+    *out = w;
+    return 0;
+fail:
+    gw_influx_writer_free(w);
+    return rc;
+}
+
+void gw_influx_writer_on_fault(gw_influx_writer *w, gw_influx_fault_cb cb, void *ctx)
+{
+    w->fault_cb = cb;
+    w->fault_ctx = ctx;
+}
+
+void gw_influx_writer_free(gw_influx_writer *w)
+{
+    if (!w)
+        return;
+    gw_influx_writer_stop(w);
+    if (w->curl)
+        curl_easy_cleanup(w->curl);
+    curl_slist_free_all(w->headers);
+    if (w->auth_header) {
+        memset(w->auth_header, 0, strlen(w->auth_header));
+        gw_free(w->auth_header);
+    }
+    gw_free(w->url);
+    if (w->z_ready)
+        deflateEnd(&w->z);
+    gw_free(w->zbuf);
+    gw_free(w->batch);
+    gw_queue_free(w->queue);
+    for (size_t i = 0; w->devs && i < w->n_devs; i++)
+        gw_free(w->devs[i].tags);
+    gw_free(w->devs);
+    gw_free(w->by_id);
+    if (w->deadletter_fd >= 0)
+        close(w->deadletter_fd);
+    gw_free(w->deadletter_path);
+    pthread_mutex_destroy(&w->stats_lock);
+    gw_free(w);
+}
+
+/* ---- stats helpers -------------------------------------------------------------------- */
+
+#define STAT_ADD(w, field, n)                                                                 \
+    do {                                                                                      \
+        pthread_mutex_lock(&(w)->stats_lock);                                                 \
+        (w)->st.field += (n);                                                                 \
+        pthread_mutex_unlock(&(w)->stats_lock);                                               \
+    } while (0)
+
+static void set_state(gw_influx_writer *w, gw_influx_state s, int status, const char *err)
+{
+    pthread_mutex_lock(&w->stats_lock);
+    gw_influx_state old = w->st.state;
+    w->st.state = s;
+    w->st.last_status = status;
+    if (err)
+        snprintf(w->st.last_error, sizeof w->st.last_error, "%s", err);
+    pthread_mutex_unlock(&w->stats_lock);
+    if (old == s)
+        return;
+    if (s == GW_INFLUX_CONFIG_FAULT) {
+        gw_error("influx", "configuration fault: %s (data kept in the spool)", err ? err : "");
+        if (w->fault_cb)
+            w->fault_cb(w->fault_ctx, 1, status, err ? err : "");
+    } else if (old == GW_INFLUX_CONFIG_FAULT && s == GW_INFLUX_OK) {
+        gw_notice("influx", "writes accepted again: configuration fault cleared");
+        if (w->fault_cb)
+            w->fault_cb(w->fault_ctx, 0, status, "recovered");
+    }
+}
+
+/* ---- HTTP ----------------------------------------------------------------------------- */
+
+static int gzip_body(gw_influx_writer *w, const char *buf, size_t len, const void **out,
+                     size_t *out_len)
+{
+    size_t need = deflateBound(&w->z, (uLong)len) + 32;
+    if (need > w->zcap) {
+        unsigned char *nb = gw_realloc(w->zbuf, need);
+        if (!nb)
+            return GW_ENOMEM;
+        w->zbuf = nb;
+        w->zcap = need;
+    }
+    deflateReset(&w->z);
+    w->z.next_in = (Bytef *)(uintptr_t)buf;
+    w->z.avail_in = (uInt)len;
+    w->z.next_out = w->zbuf;
+    w->z.avail_out = (uInt)w->zcap;
+    if (deflate(&w->z, Z_FINISH) != Z_STREAM_END)
+        return GW_EIO;
+    *out = w->zbuf;
+    *out_len = w->zcap - w->z.avail_out;
+    return 0;
+}
+
+/* POST one body. Returns the HTTP status, or 0 on a network error (err filled). */
+static long http_post(gw_influx_writer *w, const char *buf, size_t len, char *err, size_t errn)
+{
+    const void *body = buf;
+    size_t blen = len;
+    if (w->z_ready && gzip_body(w, buf, len, &body, &blen) != 0) {
+        snprintf(err, errn, "gzip failed");
+        return 0;
+    }
+    w->resp_len = 0;
+    w->resp[0] = '\0';
+    w->retry_after_s = -1;
+    curl_easy_setopt(w->curl, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(w->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+    CURLcode cc = curl_easy_perform(w->curl);
+    pthread_mutex_lock(&w->stats_lock);
+    w->st.requests++;
+    w->st.bytes_sent += blen;
+    pthread_mutex_unlock(&w->stats_lock);
+    if (cc != CURLE_OK) {
+        /* curl_easy_strerror names the failure class; the URL carries no secret
+         * (credentials go in headers), but it is not logged anyway. */
+        snprintf(err, errn, "network: %s", curl_easy_strerror(cc));
+        STAT_ADD(w, net_errors, 1);
+        return 0;
+    }
+    long code = 0;
+    curl_easy_getinfo(w->curl, CURLINFO_RESPONSE_CODE, &code);
+    if (code < 200 || code > 299) {
+        /* The body is InfluxDB's JSON error; it may echo a line but never a secret. */
+        size_t k = w->resp_len;
+        while (k > 0 && (w->resp[k - 1] == '\n' || w->resp[k - 1] == '\r'))
+            w->resp[--k] = '\0';
+        snprintf(err, errn, "HTTP %ld: %.120s", code, w->resp);
+        for (char *p = err; *p; p++)
+            if (*p == '\n' || *p == '\r')
+                *p = ' ';
+        STAT_ADD(w, http_errors, 1);
+    }
+    return code;
+}
+
+static void dead_letter(gw_influx_writer *w, const char *line, size_t len, int too_large)
+{
+    uint32_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += line[i] == '\n';
+    if (too_large)
+        STAT_ADD(w, dropped_too_large, n);
+    else
+        STAT_ADD(w, dropped_rejected, n);
+    if (w->deadletter_fd < 0)
+        w->deadletter_fd = open(w->deadletter_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+                                0640);
+    struct stat sb;
+    if (w->deadletter_fd < 0 || fstat(w->deadletter_fd, &sb) != 0 ||
+        sb.st_size + (off_t)len > DEADLETTER_MAX || write(w->deadletter_fd, line, len) != (ssize_t)len) {
+        STAT_ADD(w, dropped_deadletter, n);
+        gw_complain(&w->complaint, 0, 10000, 600000, GW_LOG_WARN, "influx",
+                    "dead-letter file %s not written (%s)", w->deadletter_path,
+                    w->deadletter_fd < 0 ? strerror(errno) : "full or write error");
+        return;
+    }
+    gw_warn("influx", "%u line%s refused by the server (%s): kept in %s", n, n == 1 ? "" : "s",
+            too_large ? "too large" : "rejected", w->deadletter_path);
+}
+
+static uint32_t count_lines(const char *buf, size_t len)
+{
+    uint32_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += buf[i] == '\n';
+    return n;
+}
+
+/* Send buf (whole lines). 400/413 are resolved here by halving; what remains is OK,
+ * RETRY or CONFIG for the whole range (re-sending a part already written is idempotent). */
+static send_rc send_range(gw_influx_writer *w, const char *buf, size_t len, uint32_t lines,
+                          char *err, size_t errn, long *status)
+{
+    long code = http_post(w, buf, len, err, errn);
+    *status = code;
+    if (code >= 200 && code <= 299) {
+        pthread_mutex_lock(&w->stats_lock);
+        w->st.points_written += lines;
+        w->st.batches_written++;
+        w->st.bytes_raw += len;
+        pthread_mutex_unlock(&w->stats_lock);
+        return SEND_OK;
+    }
+    if (code == 0 || code == 429 || code >= 500 || code == 408)
+        return SEND_RETRY;
+    if (code == 400 || code == 413 || code == 422) {
+        if (lines <= 1) {
+            gw_warn("influx", "line refused: %s", err);
+            dead_letter(w, buf, len, code == 413);
+            return SEND_OK;
+        }
+        /* Split at the newline nearest the middle line. */
+        uint32_t half = lines / 2, seen = 0;
+        size_t cut = 0;
+        for (size_t i = 0; i < len; i++)
+            if (buf[i] == '\n' && ++seen == half) {
+                cut = i + 1;
+                break;
+            }
+        STAT_ADD(w, splits, 1);
+        send_rc r = send_range(w, buf, cut, half, err, errn, status);
+        if (r != SEND_OK)
+            return r;
+        return send_range(w, buf + cut, len - cut, count_lines(buf + cut, len - cut), err, errn,
+                          status);
+    }
+    return SEND_CONFIG; /* 401, 403, 404, other 3xx / 4xx: needs an operator */
+}
+
+static int jitter(gw_influx_writer *w, int ms)
+{
+    return ms / 2 + (int)(rand_r(&w->rng) % (unsigned)(ms / 2 + 1));
+}
+
+/* Try to write one batch now. Updates state and the back-off. */
+static send_rc send_batch(gw_influx_writer *w, const char *buf, size_t len, uint32_t lines)
+{
+    char err[200] = "";
+    long status = 0;
+    send_rc r = send_range(w, buf, len, lines, err, sizeof err, &status);
+    if (r == SEND_OK) {
+        w->attempts = 0;
+        w->backoff_ms = 0;
+        w->next_attempt = 0;
+        set_state(w, GW_INFLUX_OK, (int)status, NULL);
+        gw_complain_clear(&w->complaint, "influx", "InfluxDB writes succeed again");
+        return r;
+    }
+    w->attempts++;
+    w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (w->backoff_ms > BACKOFF_MAX_MS)
+        w->backoff_ms = BACKOFF_MAX_MS;
+    int64_t delay = jitter(w, w->backoff_ms);
+    if (w->retry_after_s >= 0 && (status == 429 || status == 503))
+        delay = w->retry_after_s * 1000 > delay ? w->retry_after_s * 1000 : delay;
+    w->next_attempt = gw_mono_ms() + delay;
+    STAT_ADD(w, retries, 1);
+    if (r == SEND_CONFIG)
+        set_state(w, GW_INFLUX_CONFIG_FAULT, (int)status, err);
+    else {
+        set_state(w, GW_INFLUX_RETRYING, (int)status, err);
+        gw_complain(&w->complaint, 0, 1000, 300000, GW_LOG_WARN, "influx",
+                    "write failed (%s): retrying in %lld ms, data spooled", err,
+                    (long long)delay);
+    }
+    return r;
+}
+
+/* ---- the batch pipeline --------------------------------------------------------------- */
+
+static void spool_batch(gw_influx_writer *w, const char *buf, size_t len, uint32_t lines)
+{
+    if (!w->spool) {
+        STAT_ADD(w, dropped_spool, lines);
+        return;
+    }
+    int rc = gw_spool_append(w->spool, buf, len, lines);
+    if (rc != 0 && rc != GW_EFULL)
+        gw_complain(&w->complaint, 0, 1000, 300000, GW_LOG_ERROR, "influx",
+                    "spool append failed (%s): %u lines lost", gw_strerror(rc), lines);
+}
+
+static size_t spool_count(gw_influx_writer *w) { return w->spool ? gw_spool_count(w->spool) : 0; }
+
+/* Hand the live batch on: straight to the server when nothing is spooled, else behind
+ * the spooled ones. At stop, always to the spool. */
+static void flush_batch(gw_influx_writer *w, int stopping)
+{
+    if (w->batch_lines == 0)
+        return;
+    if (!stopping && spool_count(w) == 0 && gw_mono_ms() >= w->next_attempt) {
+        if (send_batch(w, w->batch, w->batch_len, w->batch_lines) != SEND_OK)
+            spool_batch(w, w->batch, w->batch_len, w->batch_lines);
+    } else
+        spool_batch(w, w->batch, w->batch_len, w->batch_lines);
+    w->batch_len = 0;
+    w->batch_lines = 0;
+}
+
+/* Replay spooled batches oldest first for at most DRAIN_BUDGET_MS. */
+static void drain_spool(gw_influx_writer *w)
+{
+    int64_t until = gw_mono_ms() + DRAIN_BUDGET_MS;
+    while (!atomic_load(&w->stopping) && spool_count(w) > 0 && gw_mono_ms() >= w->next_attempt &&
+           gw_mono_ms() < until) {
+        gw_spool_batch b;
+        int rc = gw_spool_peek(w->spool, &b);
+        if (rc != 0)
+            break;
+        send_rc r = send_batch(w, b.data, b.len, b.lines);
+        if (r == SEND_OK)
+            gw_spool_delete(w->spool, b.id);
+        gw_spool_batch_release(&b);
+        if (r != SEND_OK)
+            break;
+    }
+}
+
+static void add_line(gw_influx_writer *w, const gw_lp_point *p)
+{
+    gw_lp_skips sk = {0};
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int n = gw_lp_format(w->batch + w->batch_len, w->batch_cap - w->batch_len, p, w->prec,
+                             &sk);
+        if (n > 0) {
+            if (w->batch_lines == 0)
+                w->batch_deadline = gw_mono_ms() + (w->ic->flush_ms > 0 ? w->ic->flush_ms : 1000);
+            w->batch_len += (size_t)n;
+            w->batch_lines++;
+            break;
+        }
+        if (n != GW_EFULL || attempt == 1 || w->batch_lines == 0) {
+            if (n == GW_EFULL)
+                STAT_ADD(w, dropped_too_large, 1);
+            break;
+        }
+        flush_batch(w, atomic_load(&w->stopping));
+        sk = (gw_lp_skips){0};
+    }
+    if (sk.nonfinite || sk.bad_key)
+        STAT_ADD(w, dropped_nonfinite, sk.nonfinite + sk.bad_key);
+    size_t bl = w->ic->batch_lines > 0 ? (size_t)w->ic->batch_lines : 5000;
+    size_t bb = w->ic->batch_bytes > 0 ? (size_t)w->ic->batch_bytes : 1048576;
+    if (w->batch_lines >= bl || w->batch_len >= bb)
+        flush_batch(w, atomic_load(&w->stopping));
+}
+
+/* Turn a run of samples into lines: one per (device, timestamp) run. */
+static void consume(gw_influx_writer *w, const gw_sample *s, size_t n)
+{
+    gw_lp_field f[MAX_FIELDS];
+    size_t nf = 0;
+    const dev_meta *cur = NULL;
+    int64_t cur_ts = 0;
+    uint64_t bad_q = 0, unknown = 0;
+    for (size_t i = 0; i <= n; i++) {
+        const dev_meta *m = NULL;
+        if (i < n) {
+            if (s[i].quality != GW_Q_GOOD) {
+                bad_q++;
+                continue;
+            }
+            m = find_device(w, &s[i]);
+            if (!m) {
+                unknown++;
+                continue;
+            }
+        }
+        if (nf && (i == n || m != cur || s[i].ts_us != cur_ts || nf == MAX_FIELDS)) {
+            gw_lp_point p = {cur->kind, cur->tags, cur->n_tags, f, nf, cur_ts};
+            add_line(w, &p);
+            nf = 0;
+        }
+        if (i == n)
+            break;
+        cur = m;
+        cur_ts = s[i].ts_us;
+        gw_lp_field *x = &f[nf++];
+        memset(x, 0, sizeof *x);
+        x->key = s[i].field;
+        if (s[i].type == GW_V_BOOL) {
+            x->type = GW_LP_BOOL;
+            x->b = s[i].value != 0;
+        } else if (s[i].type == GW_V_TEXT) {
+            x->type = GW_LP_STRING;
+            x->s = s[i].text;
+        } else {
+            x->type = GW_LP_FLOAT;
+            x->f = s[i].value;
+        }
+    }
+    pthread_mutex_lock(&w->stats_lock);
+    w->st.samples_in += n;
+    w->st.dropped_quality += bad_q;
+    w->st.dropped_unknown_device += unknown;
+    pthread_mutex_unlock(&w->stats_lock);
+}
+
+static void *writer_main(void *arg)
+{
+    gw_influx_writer *w = arg;
+    gw_sample *buf = gw_malloc(POP_CHUNK * sizeof *buf);
+    if (!buf) {
+        gw_error("influx", "writer thread out of memory");
+        return NULL;
+    }
+    for (;;) {
+        int64_t now = gw_mono_ms();
+        int64_t wait = 1000;
+        if (w->batch_lines)
+            wait = w->batch_deadline - now;
+        if (spool_count(w) > 0) {
+            int64_t t = w->next_attempt - now;
+            if (t < wait)
+                wait = t;
+        }
+        if (wait < 0)
+            wait = 0;
+        int n = gw_queue_pop_many(w->queue, buf, POP_CHUNK, (int)wait);
+        if (n > 0)
+            consume(w, buf, (size_t)n);
+        else if (n == GW_ECLOSED)
+            break;
+        if (w->batch_lines && gw_mono_ms() >= w->batch_deadline)
+            flush_batch(w, 0);
+        drain_spool(w);
+    }
+    flush_batch(w, 1);
+    gw_free(buf);
+    return NULL;
+}
+
+int gw_influx_writer_start(gw_influx_writer *w)
+{
+    if (w->started)
+        return 0;
+    set_state(w, GW_INFLUX_OK, 0, NULL);
+    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+        set_state(w, GW_INFLUX_IDLE, 0, NULL);
+        return GW_EIO;
+    }
+    pthread_setname_np(w->thread, "cg-influx");
+    w->started = 1;
+    return 0;
+}
+
+void gw_influx_writer_stop(gw_influx_writer *w)
+{
+    if (!w || !w->queue)
+        return;
+    atomic_store(&w->stopping, 1);
+    gw_queue_shutdown(w->queue);
+    if (w->started) {
+        pthread_join(w->thread, NULL);
+        w->started = 0;
+        pthread_mutex_lock(&w->stats_lock);
+        w->st.state = GW_INFLUX_IDLE;
+        pthread_mutex_unlock(&w->stats_lock);
+    }
+}
+
+int gw_influx_writer_submit(gw_influx_writer *w, const gw_sample *samples, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = gw_queue_push(w->queue, &samples[i], 0);
+        if (rc == GW_ECLOSED)
+            return rc;
+    }
+    return 0;
+}
+
+void gw_influx_writer_stats(gw_influx_writer *w, gw_influx_stats *out)
+{
+    gw_queue_stats qs;
+    gw_queue_stats_get(w->queue, &qs);
+    pthread_mutex_lock(&w->stats_lock);
+    *out = w->st;
+    pthread_mutex_unlock(&w->stats_lock);
+    out->dropped_queue = qs.dropped;
+    if (w->spool) {
+        gw_spool_stats ss;
+        gw_spool_stats_get(w->spool, &ss);
+        out->spool_bytes = ss.bytes;
+        out->spool_batches = ss.batches;
+        out->spool_lines = ss.lines;
+        out->dropped_spool += ss.dropped_lines;
+    }
+}
