@@ -388,18 +388,29 @@ static char *fmt_s(cfg_ld *L, const char *fmt, ...)
     return s;
 }
 
+/* JSON paths are built by bounded copies: a path longer than JP is cut, not lost. */
+static size_t jp_put(char *buf, size_t at, const char *s)
+{
+    while (*s && at < JP - 1)
+        buf[at++] = *s++;
+    buf[at] = '\0';
+    return at;
+}
+
 static const char *jp_key(char *buf, const char *base, const char *key)
 {
+    size_t n = 0;
     if (base && *base)
-        snprintf(buf, JP, "%s.%s", base, key);
-    else
-        snprintf(buf, JP, "%s", key);
+        n = jp_put(buf, jp_put(buf, 0, base), ".");
+    jp_put(buf, n, key);
     return buf;
 }
 
 static const char *jp_idx(char *buf, const char *base, size_t i)
 {
-    snprintf(buf, JP, "%s[%zu]", base, i);
+    char idx[32];
+    snprintf(idx, sizeof idx, "[%zu]", i);
+    jp_put(buf, jp_put(buf, 0, base), idx);
     return buf;
 }
 
