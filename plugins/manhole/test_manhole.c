@@ -1,0 +1,22 @@
+/* manhole plugin: the vectors/ through the real decoder chain, plus the tilt geometry. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "vectors.h"
+
+static void test_vectors(void **state)
+{
+    (void)state;
+    assert_true(cgt_run_vectors(VECTORS_DIR, "manhole") >= 5);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_vectors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
