@@ -62,6 +62,10 @@ struct gw_influx_writer {
     size_t resp_len;
     long retry_after_s;
 
+    gw_sample pend[MAX_FIELDS]; /* the line being grouped */
+    size_t n_pend;
+    const dev_meta *pend_dev;
+
     char *batch;             /* live batch being filled */
     size_t batch_len, batch_cap;
     uint32_t batch_lines;
@@ -692,49 +696,54 @@ static void add_line(gw_influx_writer *w, const gw_lp_point *p)
         flush_batch(w, atomic_load(&w->stopping));
 }
 
-/* Turn a run of samples into lines: one per (device, timestamp) run. */
-static void consume(gw_influx_writer *w, const gw_sample *s, size_t n)
+/* Emit the pending line (the samples of one device at one timestamp), if any. */
+static void emit_pending(gw_influx_writer *w)
 {
+    if (w->n_pend == 0)
+        return;
     gw_lp_field f[MAX_FIELDS];
-    size_t nf = 0;
-    const dev_meta *cur = NULL;
-    int64_t cur_ts = 0;
-    uint64_t bad_q = 0, unknown = 0;
-    for (size_t i = 0; i <= n; i++) {
-        const dev_meta *m = NULL;
-        if (i < n) {
-            if (s[i].quality != GW_Q_GOOD) {
-                bad_q++;
-                continue;
-            }
-            m = find_device(w, &s[i]);
-            if (!m) {
-                unknown++;
-                continue;
-            }
-        }
-        if (nf && (i == n || m != cur || s[i].ts_us != cur_ts || nf == MAX_FIELDS)) {
-            gw_lp_point p = {cur->kind, cur->tags, cur->n_tags, f, nf, cur_ts};
-            add_line(w, &p);
-            nf = 0;
-        }
-        if (i == n)
-            break;
-        cur = m;
-        cur_ts = s[i].ts_us;
-        gw_lp_field *x = &f[nf++];
+    for (size_t i = 0; i < w->n_pend; i++) {
+        const gw_sample *s = &w->pend[i];
+        gw_lp_field *x = &f[i];
         memset(x, 0, sizeof *x);
-        x->key = s[i].field;
-        if (s[i].type == GW_V_BOOL) {
+        x->key = s->field;
+        if (s->type == GW_V_BOOL) {
             x->type = GW_LP_BOOL;
-            x->b = s[i].value != 0;
-        } else if (s[i].type == GW_V_TEXT) {
+            x->b = s->value != 0;
+        } else if (s->type == GW_V_TEXT) {
             x->type = GW_LP_STRING;
-            x->s = s[i].text;
+            x->s = s->text;
         } else {
             x->type = GW_LP_FLOAT;
-            x->f = s[i].value;
+            x->f = s->value;
         }
+    }
+    const dev_meta *m = w->pend_dev;
+    gw_lp_point p = {m->kind, m->tags, m->n_tags, f, w->n_pend, w->pend[0].ts_us};
+    w->n_pend = 0;
+    add_line(w, &p);
+}
+
+/* Group samples into lines: consecutive samples of one device with one timestamp
+ * (across pops) make one line, so a point is never split into two lines. */
+static void consume(gw_influx_writer *w, const gw_sample *s, size_t n)
+{
+    uint64_t bad_q = 0, unknown = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i].quality != GW_Q_GOOD) {
+            bad_q++;
+            continue;
+        }
+        const dev_meta *m = find_device(w, &s[i]);
+        if (!m) {
+            unknown++;
+            continue;
+        }
+        if (w->n_pend && (m != w->pend_dev || s[i].ts_us != w->pend[0].ts_us ||
+                          w->n_pend == MAX_FIELDS))
+            emit_pending(w);
+        w->pend_dev = m;
+        w->pend[w->n_pend++] = s[i];
     }
     pthread_mutex_lock(&w->stats_lock);
     w->st.samples_in += n;
@@ -768,10 +777,15 @@ static void *writer_main(void *arg)
             consume(w, buf, (size_t)n);
         else if (n == GW_ECLOSED)
             break;
-        if (w->batch_lines && gw_mono_ms() >= w->batch_deadline)
+        else
+            emit_pending(w); /* the queue went quiet: the line is complete */
+        if (w->batch_lines && gw_mono_ms() >= w->batch_deadline) {
+            emit_pending(w);
             flush_batch(w, 0);
+        }
         drain_spool(w);
     }
+    emit_pending(w);
     flush_batch(w, 1);
     gw_free(buf);
     return NULL;
@@ -824,6 +838,7 @@ void gw_influx_writer_stats(gw_influx_writer *w, gw_influx_stats *out)
     *out = w->st;
     pthread_mutex_unlock(&w->stats_lock);
     out->dropped_queue = qs.dropped;
+    out->queue_depth = qs.depth;
     if (w->spool) {
         gw_spool_stats ss;
         gw_spool_stats_get(w->spool, &ss);

@@ -75,6 +75,7 @@ typedef struct gw_influx_stats {
     uint64_t dropped_spool;                   /* lines evicted from the full spool */
     uint64_t dropped_deadletter;              /* dead lines not kept: dead-letter file full */
     uint64_t spool_bytes, spool_batches, spool_lines;
+    uint64_t queue_depth;                     /* samples waiting in the writer's queue */
 } gw_influx_stats;
 
 /* Called on the writer thread when a configuration fault begins (fault = 1, with the
