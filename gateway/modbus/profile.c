@@ -137,7 +137,7 @@ static void wire_to_be(const uint16_t *w, unsigned n, gw_byte_order o, uint8_t *
 
 static void be_to_wire(const uint8_t *be, unsigned n, gw_byte_order o, uint16_t *w)
 {
-    uint16_t tmp[GW_PROFILE_MAX_STRING_REGS];
+    uint16_t tmp[GW_PROFILE_MAX_STRING_REGS] = {0};
     for (unsigned i = 0; i < n; i++)
         tmp[i] = (uint16_t)((be[2 * i] << 8) | be[2 * i + 1]);
     uint8_t b[2 * GW_PROFILE_MAX_STRING_REGS];
