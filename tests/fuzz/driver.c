@@ -13,7 +13,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define MAX_INPUT (64 * 1024)
+#define FUZZ_MAX_INPUT (64 * 1024)
 
 typedef struct { uint8_t *data; size_t size; } input;
 
@@ -41,8 +41,8 @@ static void load_file(const char *path)
     FILE *f = fopen(path, "rb");
     if (!f)
         return;
-    uint8_t *buf = malloc(MAX_INPUT);
-    size_t n = fread(buf, 1, MAX_INPUT, f);
+    uint8_t *buf = malloc(FUZZ_MAX_INPUT);
+    size_t n = fread(buf, 1, FUZZ_MAX_INPUT, f);
     fclose(f);
     add_input(buf, n);
     free(buf);
@@ -141,14 +141,14 @@ int main(int argc, char **argv)
         add_input((const uint8_t *)"", 0);
     for (size_t i = 0; i < n_corpus; i++)
         LLVMFuzzerTestOneInput(corpus[i].data, corpus[i].size);
-    uint8_t *buf = malloc(MAX_INPUT);
+    uint8_t *buf = malloc(FUZZ_MAX_INPUT);
     unsigned long runs = 0;
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
         input *base = &corpus[rnd() % n_corpus];
         memcpy(buf, base->data, base->size);
-        size_t n = mutate(buf, base->size, MAX_INPUT);
+        size_t n = mutate(buf, base->size, FUZZ_MAX_INPUT);
         /* Targets get an exact-size copy so ASan catches reads one past the end. */
         uint8_t *exact = malloc(n ? n : 1);
         memcpy(exact, buf, n);
