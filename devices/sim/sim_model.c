@@ -384,13 +384,56 @@ static int fields_for_mqtt(sim_device *d)
     return 0;
 }
 
+/* Apply a point's "sim" hints from the profile file (docs/simulator.md):
+ * {"range": [lo, hi]} walk band, {"value": v} constant, {"step": s} walk step. */
+static void apply_hints(sim_device *d, const cJSON *points)
+{
+    const cJSON *pj = points ? points->child : NULL;
+    for (size_t i = 0; pj && i < d->profile->n_points; i++, pj = pj->next) {
+        const cJSON *h = cJSON_GetObjectItemCaseSensitive(pj, "sim");
+        sim_field *f = cJSON_IsObject(h) ? sim_model_field(d, d->profile->points[i].field) : NULL;
+        if (!f || f->role == SIM_ROLE_DP)
+            continue;
+        for (const cJSON *k = h->child; k; k = k->next) {
+            if (strcmp(k->string, "range") == 0 && cJSON_GetArraySize(k) == 2 &&
+                cJSON_IsNumber(k->child) && cJSON_IsNumber(k->child->next) &&
+                k->child->valuedouble <= k->child->next->valuedouble) {
+                f->lo = k->child->valuedouble;
+                f->hi = k->child->next->valuedouble;
+                f->step = (f->hi - f->lo) * 0.08;
+                f->value = f->lo + (f->hi - f->lo) * urand(&d->rng);
+                if (f->role == SIM_ROLE_CONST)
+                    f->role = SIM_ROLE_WALK;
+            } else if (strcmp(k->string, "value") == 0 && (cJSON_IsNumber(k) || cJSON_IsBool(k))) {
+                f->value = cJSON_IsNumber(k) ? k->valuedouble : cJSON_IsTrue(k);
+                f->lo = f->hi = f->value;
+                f->role = SIM_ROLE_CONST;
+            } else if (strcmp(k->string, "value") == 0 && cJSON_IsString(k) && f->is_text) {
+                snprintf(f->text, sizeof f->text, "%s", k->valuestring);
+            } else if (strcmp(k->string, "step") == 0 && cJSON_IsNumber(k) && k->valuedouble >= 0) {
+                f->step = k->valuedouble;
+            } else {
+                gw_warn(AREA, "%s: points[%zu].sim.%s: unknown or malformed hint (known: range "
+                        "[lo, hi], value, step); ignored", d->profile->file, i, k->string);
+            }
+        }
+    }
+}
+
+/* Parse profile `name` (from the config's documents, else from the profiles
+ * directory) into d->profile; *json_out is the document (borrowed or, when *owned,
+ * the caller's to delete). */
 static int profile_for(const gw_config *cfg, const char *name, gw_cfgerr *errs, int required,
-                       gw_profile **out)
+                       gw_profile **out, cJSON **json_out, int *owned)
 {
     *out = NULL;
+    *json_out = NULL;
+    *owned = 0;
     const gw_cfg_doc *doc = gw_config_profile(cfg, name);
-    if (doc && doc->json)
+    if (doc && doc->json) {
+        *json_out = doc->json;
         return gw_profile_parse(doc->path, doc->json, errs, out);
+    }
     if (!cfg->profiles_dir)
         return required ? GW_ENOTFOUND : 0;
     char path[4096];
@@ -399,7 +442,12 @@ static int profile_for(const gw_config *cfg, const char *name, gw_cfgerr *errs, 
     if (!fp)
         return required ? GW_ENOTFOUND : 0;
     fclose(fp);
-    return gw_profile_load(path, errs, out);
+    cJSON *j = gw_cfg_read_json(path, errs);
+    if (!j)
+        return GW_ECONFIG;
+    *json_out = j;
+    *owned = 1;
+    return gw_profile_parse(path, j, errs, out);
 }
 
 int sim_model_init(sim_model *m, const gw_config *cfg, uint64_t seed, gw_cfgerr *errs)
@@ -416,10 +464,11 @@ int sim_model_init(sim_model *m, const gw_config *cfg, uint64_t seed, gw_cfgerr 
         d->cfg = dev;
         d->rng = seed ^ hash_str(dev->id);
         splitmix(&d->rng);
-        int r;
+        int r, owned;
+        cJSON *json;
         if (dev->source == GW_SRC_MODBUS) {
             d->bus = gw_config_bus(cfg, dev->bus);
-            r = profile_for(cfg, dev->profile, errs, 1, &d->profile);
+            r = profile_for(cfg, dev->profile, errs, 1, &d->profile, &json, &owned);
             if (r == GW_ENOTFOUND)
                 gw_cfgerr_add(errs, cfg->file, "devices", "%s: profile '%s' not found",
                               dev->id, dev->profile);
@@ -430,10 +479,14 @@ int sim_model_init(sim_model *m, const gw_config *cfg, uint64_t seed, gw_cfgerr 
         } else {
             char name[GW_ID_MAX + 16];
             snprintf(name, sizeof name, "generic-%s", dev->kind ? dev->kind : "");
-            r = profile_for(cfg, name, errs, 0, &d->profile);
+            r = profile_for(cfg, name, errs, 0, &d->profile, &json, &owned);
             if (r == 0)
                 r = fields_for_mqtt(d);
         }
+        if (r == 0 && d->profile && json)
+            apply_hints(d, cJSON_GetObjectItemCaseSensitive(json, "points"));
+        if (owned)
+            cJSON_Delete(json);
         if (r == GW_ENOMEM)
             return GW_ENOMEM;
         if (r != 0)

@@ -173,6 +173,53 @@ static double field_or(const sim_device *d, const char *name, double dflt)
     return dflt;
 }
 
+static void put_le16(uint8_t *p, long v)
+{
+    if (v > 32767) v = 32767;
+    if (v < -32768) v = -32768;
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)((uint16_t)v >> 8);
+}
+
+/* The raw LoRaWAN payload ("data"). Manholes send a Milesight-style TLV frame
+ * (domain.md 4.3: 01/75 battery %, 03/CF angles x/y/z int16 LE 0.01 deg + threshold
+ * byte, 05/00 position, 04/82 distance mm) that the manhole plugin decodes to the same
+ * values as "object"; other kinds send field index + int16 BE value x 10. Returns the
+ * length (raw holds >= 60 bytes). */
+static size_t frame(const sim_device *d, uint8_t *raw)
+{
+    size_t n = 0;
+    if (d->cfg->kind && strcmp(d->cfg->kind, "manhole") == 0) {
+        double tilt = field_or(d, "tilt_deg", 0);
+        raw[n++] = 0x01, raw[n++] = 0x75;
+        raw[n++] = (uint8_t)lround(fmin(100, fmax(0, field_or(d, "battery_pct", 90))));
+        raw[n++] = 0x03, raw[n++] = 0xCF;
+        put_le16(raw + n, 0), n += 2;                               /* angle_x */
+        put_le16(raw + n, lround(tilt * 100)), n += 2;              /* angle_y */
+        put_le16(raw + n, lround((90 - tilt) * 100)), n += 2;       /* angle_z */
+        raw[n++] = 0;                                               /* threshold bits */
+        raw[n++] = 0x05, raw[n++] = 0x00;
+        raw[n++] = field_or(d, "cover_open", 0) != 0;
+        const cJSON *depth = d->cfg->params ? cJSON_GetObjectItemCaseSensitive(d->cfg->params, "well_depth_m") : NULL;
+        if (cJSON_IsNumber(depth)) {
+            double mm = (depth->valuedouble - field_or(d, "water_level_m", 0.3)) * 1000;
+            raw[n++] = 0x04, raw[n++] = 0x82;
+            long v = lround(fmax(0, fmin(65535, mm)));
+            raw[n++] = (uint8_t)v, raw[n++] = (uint8_t)(v >> 8);
+        }
+        return n;
+    }
+    for (size_t i = 0; i < d->n_fields && n + 3 <= 60; i++) {
+        long v = lround(d->fields[i].value * 10);
+        if (v > 32767) v = 32767;
+        if (v < -32768) v = -32768;
+        raw[n++] = (uint8_t)i;
+        raw[n++] = (uint8_t)((uint16_t)v >> 8);
+        raw[n++] = (uint8_t)v;
+    }
+    return n;
+}
+
 /* The ChirpStack v4 "up" event (integration.UplinkEvent in protobuf JSON form). */
 static char *chirpstack_uplink(sim_pub *p, cJSON *object)
 {
@@ -182,17 +229,8 @@ static char *chirpstack_uplink(sim_pub *p, cJSON *object)
     gw_format_rfc3339(ts, sizeof ts, gw_now_us(), 0);
     uuid_from((uint64_t)gw_now_us(), (uint64_t)d->fcnt * 2654435761u + (uintptr_t)d, id, sizeof id);
 
-    /* data: fPort-85 style frame, one byte per field index + int16 of value x 10. */
     uint8_t raw[60];
-    size_t n = 0;
-    for (size_t i = 0; i < d->n_fields && n + 3 <= sizeof raw; i++) {
-        long v = lround(d->fields[i].value * 10);
-        if (v > 32767) v = 32767;
-        if (v < -32768) v = -32768;
-        raw[n++] = (uint8_t)i;
-        raw[n++] = (uint8_t)((uint16_t)v >> 8);
-        raw[n++] = (uint8_t)v;
-    }
+    size_t n = frame(d, raw);
     base64(raw, n, b64);
 
     cJSON *j = cJSON_CreateObject();
@@ -262,6 +300,12 @@ static void publish(sim_pub *p)
     cJSON *obj = sim_model_object(d);
     if (!obj)
         return;
+    /* Ultrasonic manhole codecs report the distance to the water, not the level. */
+    const cJSON *depth = d->cfg->params ? cJSON_GetObjectItemCaseSensitive(d->cfg->params, "well_depth_m") : NULL;
+    if (d->cfg->kind && strcmp(d->cfg->kind, "manhole") == 0 && cJSON_IsNumber(depth) &&
+        cJSON_GetObjectItemCaseSensitive(obj, "water_level_m"))
+        cJSON_AddNumberToObject(obj, "distance",
+                                round((depth->valuedouble - field_or(d, "water_level_m", 0)) * 1000));
     char *payload;
     if (p->plain) {
         if (set_path(obj, p->key_path, d->cfg->key ? d->cfg->key : d->cfg->id) != 0) {
