@@ -786,6 +786,9 @@ static int chain_to(cg_ctx *ctx, msg *m, int kind, const uint8_t *p, size_t len,
     if (!m->inner)
         return count_bad(m->sk, CG_BAD_NO_DECODER, ctx->plugin->name,
                          "chained from a decoder that is not an envelope");
+    if (m->inner->kind == E_JSON && kind == CG_PAYLOAD_BYTES)
+        return count_bad(m->sk, CG_BAD_NO_DECODER, ctx->plugin->name,
+                         "raw bytes need a device decoder (devices[].mqtt.decoder)");
     msg sub = {.sk = m->sk, .inner = NULL, .kind = kind, .p = p, .len = len, .root = root,
                .decoder = m->inner->name};
     return run_entry(m->inner, &sub);

@@ -5,6 +5,7 @@
 #include "decode.h"
 #include "error.h"
 #include "log.h"
+#include "timeutil.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -707,6 +708,23 @@ static int host_json_count(cg_ctx *ctx, const char *path)
     return (int)n;
 }
 
+static int host_json_time(cg_ctx *ctx, const char *path, int64_t *ts_us)
+{
+    char buf[64];
+    double x;
+    if (!ctx || !ctx->ops || !ts_us)
+        return CG_EINVAL;
+    int rc = ctx->ops->json_get(ctx, path, 1, NULL, buf, sizeof buf);
+    if (rc == 0)
+        return gw_parse_rfc3339(buf, ts_us) == 0 ? 0 : CG_EINVAL;
+    if (rc != CG_EINVAL)
+        return rc;
+    if (ctx->ops->json_get(ctx, path, 0, &x, NULL, 0) != 0 || x <= 0 || x > 1e16)
+        return CG_EINVAL;
+    *ts_us = x > 1e12 ? (int64_t)(x * 1000.0) : (int64_t)(x * 1e6);
+    return 0;
+}
+
 static int host_chain(cg_ctx *ctx, const char *path, int how)
 {
     return ctx && ctx->ops ? ctx->ops->chain(ctx, path, how) : CG_EINVAL;
@@ -742,6 +760,7 @@ static const cg_host host_table = {
     .chain = host_chain,
     .chain_bytes = host_chain_bytes,
     .json_count = host_json_count,
+    .json_time = host_json_time,
 };
 
 const cg_host *gw_plugin_host(void)

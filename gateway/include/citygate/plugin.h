@@ -192,6 +192,9 @@ typedef struct cg_host {
     /* --- minor 1 ------------------------------------------------------------------ */
     /* Number of keys / elements at path (0 if absent or a scalar). */
     int (*json_count)(cg_ctx *ctx, const char *path);
+    /* A time at path: an RFC 3339 string, or epoch seconds / milliseconds (a number
+     * above 10^12 is taken as ms). Returns 0 with *ts_us, CG_ENOTFOUND or CG_EINVAL. */
+    int (*json_time)(cg_ctx *ctx, const char *path, int64_t *ts_us);
 } cg_host;
 
 /* 1 if the host table has member m (compare against the host's own size). */
