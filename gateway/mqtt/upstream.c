@@ -237,6 +237,7 @@ static void connect_failed(gw_upstream *up, int code, const char *msg)
     set_error(up, "connect failed", detail);
     int64_t delay = gw_mqtt_client_backoff(&up->backoff_ms, RECONNECT_MAX_MS);
     up->next_connect_ms = gw_mono_ms() + delay;
+    gw_debug(AREA, "connect failed: %s; next attempt in %lld ms", detail, (long long)delay);
     gw_complain(&up->conn_complain, 0, 10000, 600000, GW_LOG_WARN, AREA,
                 "cannot connect to %s: %s; retrying", up->cfg->conn.url, detail);
     pthread_cond_signal(&up->cv);
@@ -408,6 +409,7 @@ static int start_connect(gw_upstream *up)
         co.onSuccess = on_conn_ok;
         co.onFailure = on_conn_fail;
     }
+    gw_debug(AREA, "connecting to %s", c->url);
     int rc = MQTTAsync_connect(up->client, &co);
     if (rc != MQTTASYNC_SUCCESS) {
         connect_failed(up, rc, MQTTAsync_strerror(rc));
@@ -801,7 +803,11 @@ static void *run(void *arg)
             deadline = next_poll;
         if (up->conn == CONN_UP && report_ms && next_report < deadline)
             deadline = next_report;
-        if (!up->notified && !up->cmd_count)
+        /* Work that arrived while we were unlocked; anything else waits for a callback,
+         * a notify or the deadline (never spin holding the mutex). */
+        int ready = up->conn == CONN_UP &&
+                    ((up->notified && up->count < up->cap) || up->cmd_count || up->need_birth);
+        if (!ready)
             wait_until(up, deadline);
     }
     pthread_mutex_unlock(&up->mu);
