@@ -5,6 +5,10 @@
 #include "cli.h"
 #include "config.h"
 #include "error.h"
+#include "modbus/poller.h"
+#include "mqtt/ingest.h"
+#include "plugin.h"
+#include "rules/rule.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -19,8 +23,11 @@ static const char check_usage[] =
 
 int gw_check_deep(const gw_config *cfg, gw_cfgerr *errs)
 {
-    (void)cfg;
-    (void)errs;
+    /* Every module validates its own part; all of them run so every error is shown. */
+    gw_modbus_check(cfg, errs);
+    gw_rules_check(cfg, errs);
+    gw_ingest_check(cfg, errs);
+    gw_plugins_check(cfg, errs);
     return errs->n ? GW_ECONFIG : 0;
 }
 
