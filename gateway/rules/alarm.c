@@ -54,10 +54,13 @@ int gw_alarm_debounce(gw_alarm *a, const gw_rule_inst *ri, uint32_t raw_mask, in
                     L->hist_n++;
                 int win = L->hist_n, ones = popcount_window(L->hist, win);
                 /* Symmetric debounce: N true of the last M raise, N false of the last M clear. */
-                if (!L->on && ones >= lv->n)
-                    L->on = 1;
-                else if (L->on && win - ones >= lv->n)
-                    L->on = 0;
+                if ((!L->on && ones >= lv->n) || (L->on && win - ones >= lv->n)) {
+                    /* Count afresh after a transition: the samples that raised the
+                     * alarm must not also count towards clearing it (hysteresis). */
+                    L->on = !L->on;
+                    L->hist = 0;
+                    L->hist_n = 0;
+                }
             }
         } else if (!L->on && raw && t - L->true_since >= lv->on_delay_us) {
             L->on = 1;
@@ -66,6 +69,12 @@ int gw_alarm_debounce(gw_alarm *a, const gw_rule_inst *ri, uint32_t raw_mask, in
         }
         if (L->on) {
             top = i + 1;
+            /* A confirmed higher level confirms the lower ones whose condition holds:
+             * falling back from critical to major is an update, not a clear and a new
+             * on-delay. */
+            for (int k = 0; k < i; k++)
+                if (a->lv[k].raw && !a->lv[k].on && !ri->levels[k].n)
+                    a->lv[k].on = 1;
             if (!since || (L->raw && L->true_since < since))
                 since = L->raw ? L->true_since : t;
         }

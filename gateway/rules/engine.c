@@ -64,6 +64,7 @@ struct gw_engine {
     size_t hash_mask;
     uint64_t next_seq;
     int64_t t0;              /* first time seen: staleness counts from here after start */
+    int64_t clock;           /* latest time seen (samples may carry older payload times) */
     gw_engine_stats st;
 };
 
@@ -206,10 +207,12 @@ static int eval_cond(const gw_engine *e, const dev_rt *d, const int16_t *fmap, c
                 return 1;
         return 0;
     case GW_OP_STALE: {
+        /* Against the latest time seen, so a late-stamped sample cannot make a silent
+         * device look fresh or a fresh one stale. */
         int64_t last = f ? f->last_good : d->last_good;
         if (!last)
             last = e->t0;
-        return t - last >= k->for_us;
+        return (t > e->clock ? t : e->clock) - last >= k->for_us;
     }
     case GW_OP_QUALITY: {
         if (f ? !f->ts : !d->has_sample)
@@ -398,6 +401,8 @@ int gw_engine_on_sample(gw_engine *e, const gw_sample *s)
     int64_t t = s->ts_us;
     if (!e->t0)
         e->t0 = t;
+    if (t > e->clock)
+        e->clock = t;
     int good = s->quality == GW_Q_GOOD;
     d->has_sample = 1;
     d->last_quality = s->quality;
@@ -447,6 +452,8 @@ int gw_engine_tick(gw_engine *e, int64_t now)
 {
     if (!e->t0)
         e->t0 = now;
+    if (now > e->clock)
+        e->clock = now;
     int rc = 0;
     for (size_t di = 0; di < e->n_devs; di++) {
         dev_rt *d = &e->devs[di];

@@ -1496,6 +1496,10 @@ static int compile_device(const gw_config *cfg, size_t di, gw_cfgerr *file_errs,
             arr[n++] = ri;
         }
     }
+    /* primary points into the instance (root itself, or a kid); the instances were
+     * copied into arr, so point it again at each copy. */
+    for (size_t k = 0; k < n; k++)
+        arr[k].primary = find_primary(&arr[k].root);
     if (n_dev_errs)
         rc = GW_ECONFIG;
     if (out) {
