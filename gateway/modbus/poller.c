@@ -72,6 +72,7 @@ struct gw_poller {
     pthread_mutex_t hmu;    /* device health */
     pthread_t *threads;
     size_t n_threads;
+    size_t n_workers;       /* started (kept after stop, for the stats) */
     int stop;
     gw_poller_stats st;     /* counters: atomics */
     uint32_t open_conns;    /* atomic */
@@ -862,6 +863,7 @@ int gw_poller_start(gw_poller *p)
         }
         p->n_threads = i + 1;
     }
+    p->n_workers = nt;
     pthread_attr_destroy(&attr);
     gw_info(AREA, "polling %zu devices on %zu connections with %zu workers", p->n_devs, active, nt);
     return 0;
@@ -928,7 +930,7 @@ void gw_poller_stats_get(gw_poller *p, gw_poller_stats *out)
         dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
     out->devices = (uint32_t)p->n_devs;
     out->open_connections = __atomic_load_n(&p->open_conns, __ATOMIC_RELAXED);
-    out->workers = (uint32_t)p->n_threads;
+    out->workers = (uint32_t)p->n_workers;
     for (size_t i = 0; i < p->n_conns; i++)
         if (p->conns[i].n_devs)
             out->connections++;

@@ -96,7 +96,7 @@ typedef struct gw_mb_health {
     int64_t last_duration_us;  /* how long the last cycle took */
     uint64_t cycles, failures, timeouts, exceptions;
     int last_exception;        /* last Modbus exception code, 0 = none */
-    char last_error[96];       /* "", or e.g. "timeout (read holding 0..9)" */
+    char last_error[128];      /* "", or e.g. "timeout (read holding 0..9)" */
     size_t reads_per_cycle;    /* current plan size (after any split) */
 } gw_mb_health;
 
