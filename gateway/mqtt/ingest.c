@@ -336,7 +336,7 @@ consumed:
 static void set_error(source *s, const char *what, const char *detail)
 {
     pthread_mutex_lock(&s->stats_mu);
-    snprintf(s->st.last_error, sizeof s->st.last_error, "%s%s%s", what,
+    snprintf(s->st.last_error, sizeof s->st.last_error, "%.24s%s%.96s", what,
              detail && detail[0] ? ": " : "", detail ? detail : "");
     pthread_mutex_unlock(&s->stats_mu);
 }

@@ -120,7 +120,7 @@ static char *concat3(const char *a, const char *b, const char *c)
 
 static void set_error(gw_upstream *up, const char *what, const char *detail)
 {
-    snprintf(up->st.last_error, sizeof up->st.last_error, "%s%s%s", what,
+    snprintf(up->st.last_error, sizeof up->st.last_error, "%.24s%s%.96s", what,
              detail && detail[0] ? ": " : "", detail ? detail : "");
 }
 
