@@ -138,7 +138,7 @@ static int authorized(gw_http *h, struct MHD_Connection *c)
 static enum MHD_Result serve_static(gw_http *h, struct MHD_Connection *c, const char *name)
 {
     if (strcmp(name, "dygraph.min.js") == 0 || strcmp(name, "dygraph.min.css") == 0) {
-        const asset *a = name[8] == 'j' ? &h->dygraph_js : &h->dygraph_css;
+        const asset *a = strcmp(name, "dygraph.min.js") == 0 ? &h->dygraph_js : &h->dygraph_css;
         if (!a->data)
             return reply_error(h, c, 404, "chart library not installed");
         return reply(c, 200, a->type, a->data, a->size);
@@ -149,13 +149,35 @@ static enum MHD_Result serve_static(gw_http *h, struct MHD_Connection *c, const 
     return reply_error(h, c, 404, "not found");
 }
 
+static int is_page(const char *url)
+{
+    return strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0 ||
+           strncmp(url, "/static/", 8) == 0;
+}
+
+static int is_get_route(const char *url)
+{
+    static const char *const routes[] = {"/api/devices", "/api/alarms", "/api/events",
+                                         "/api/history", "/metrics", "/healthz", NULL};
+    for (const char *const *r = routes; *r; r++)
+        if (strcmp(url, *r) == 0)
+            return 1;
+    return is_page(url);
+}
+
+static enum MHD_Result serve_page(gw_http *h, struct MHD_Connection *c, const char *method,
+                                  const char *url)
+{
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return reply_error(h, c, 405, "method not allowed");
+    if (strncmp(url, "/static/", 8) == 0)
+        return serve_static(h, c, url + 8);
+    return serve_static(h, c, "index.html");
+}
+
 static enum MHD_Result handle_get(gw_http *h, struct MHD_Connection *c, const char *url)
 {
     int64_t now = gw_now_us();
-    if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0)
-        return serve_static(h, c, "index.html");
-    if (strncmp(url, "/static/", 8) == 0)
-        return serve_static(h, c, url + 8);
     if (strcmp(url, "/api/devices") == 0)
         return reply_owned(h, c, 200, "application/json", gw_store_devices_json(h->store, now));
     if (strcmp(url, "/api/alarms") == 0)
@@ -186,6 +208,8 @@ static enum MHD_Result handle_get(gw_http *h, struct MHD_Connection *c, const ch
     if (strcmp(url, "/metrics") == 0 && h->hooks.metrics)
         return reply_owned(h, c, 200, "text/plain; version=0.0.4; charset=utf-8",
                            h->hooks.metrics(h->hooks.ctx));
+    if (strncmp(url, "/api/cmd/", 9) == 0)
+        return reply_error(h, c, 405, "method not allowed");
     return reply_error(h, c, 404, "not found");
 }
 
@@ -205,9 +229,14 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
             if (!b)
                 return MHD_NO;
             *con_cls = b;
-            return MHD_YES;
-        }
-        if (*upload_size) {
+            /* A declared length over the limit is refused before the body is read
+             * (with "Expect: 100-continue" the client does not even send it). */
+            const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                         MHD_HTTP_HEADER_CONTENT_LENGTH);
+            if (!cl || strtoull(cl, NULL, 10) <= BODY_MAX)
+                return MHD_YES;
+            b->too_big = 1;
+        } else if (*upload_size) {
             if (b->len + *upload_size > BODY_MAX) {
                 b->too_big = 1;
             } else {
@@ -229,6 +258,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         const char *why = h->hooks.unhealthy ? h->hooks.unhealthy(h->hooks.ctx) : NULL;
         return why ? reply(c, 503, "text/plain", why, strlen(why)) : reply(c, 200, "text/plain", "ok\n", 3);
     }
+    /* The page and its assets hold no data and cannot carry a header when the browser
+     * loads them; the data behind /api and /metrics is what the token protects. */
+    if (!is_post && is_page(url))
+        return serve_page(h, c, method, url);
     if (!authorized(h, c)) {
         atomic_fetch_add(&h->unauthorized, 1);
         return reply_error(h, c, 401, "unauthorized");
@@ -236,7 +269,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     if (is_post) {
         post_body *b = *con_cls;
         if (strncmp(url, "/api/cmd/", 9) != 0)
-            return reply_error(h, c, 404, "not found");
+            return is_get_route(url) ? reply_error(h, c, 405, "method not allowed")
+                                     : reply_error(h, c, 404, "not found");
         if (b->too_big) {
             gw_complain(&h->body_complaint, 0, 10000, 600000, GW_LOG_WARN, "http",
                         "command body over %d bytes refused", BODY_MAX);
@@ -248,7 +282,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return reply_owned(h, c, 200, "application/json", r);
     }
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-        return reply_error(h, c, 405, "method not allowed");
+        return is_get_route(url) || strncmp(url, "/api/cmd/", 9) == 0
+                   ? reply_error(h, c, 405, "method not allowed")
+                   : reply_error(h, c, 404, "not found");
     return handle_get(h, c, url);
 }
 
