@@ -118,8 +118,6 @@ int gw_alarm_next(const gw_alarm *a, const gw_rule_inst *ri, int64_t now, gw_ala
             *reason = "condition";
         } else if (a->cond_level == 0) {
             next->state = a->state == GW_ALARM_ACTIVE_ACKED ? GW_ALARM_NORMAL : GW_ALARM_CLEARED_UNACKED;
-            if (next->state == GW_ALARM_NORMAL)
-                next->count = 0;
             *type = GW_EV_CLEARED;
             *reason = "condition";
         } else {
@@ -152,7 +150,6 @@ int gw_alarm_command(const gw_alarm *a, const char *verb, int64_t until, int64_t
             next->state = GW_ALARM_ACTIVE_ACKED;
         } else if (a->state == GW_ALARM_CLEARED_UNACKED) {
             next->state = GW_ALARM_NORMAL;
-            next->count = 0;
         } else {
             *why = "nothing to acknowledge";
             return GW_EINVAL;

@@ -315,6 +315,7 @@ static int emit(gw_engine *e, dev_rt *d, size_t ii, const gw_alarm *next, gw_eve
     gw_event_info info = {
         .type = type, .reason = reason, .seq = e->next_seq, .ts_us = t, .cfg = e->cfg,
         .dev = d->dev, .rule = ri, .alarm = &a, .evidence = &evd, .cmd = cmd,
+        .level = type == GW_EV_CLEARED ? d->alarms[ii].rep_level : 0,
     };
     gw_event_make_id(info.event_id, t);
     char *json = NULL, *state = NULL, *retained = NULL;

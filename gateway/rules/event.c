@@ -82,7 +82,8 @@ static int add_common(cJSON *o, const gw_event_info *ev)
     const gw_device *d = ev->dev;
     int off = cfg->gateway.utc_offset_min;
     /* The level the event speaks of: the reported one, or the lowest when none is. */
-    int li = a->rep_level > 0 ? a->rep_level - 1 : 0;
+    int shown = ev->level > 0 ? ev->level : a->rep_level;
+    int li = shown > 0 ? shown - 1 : 0;
     if (li >= ri->n_levels)
         li = ri->n_levels - 1;
     const gw_level *lv = &ri->levels[li];
@@ -91,9 +92,9 @@ static int add_common(cJSON *o, const gw_event_info *ev)
     int ok = al && cJSON_AddStringToObject(al, "id", ri->alarm_id ? ri->alarm_id : "") &&
              cJSON_AddStringToObject(al, "state", gw_alarm_display_state(a)) &&
              cJSON_AddStringToObject(al, "severity",
-                                     gw_rule_severity_name(a->rep_level ? lv->severity : GW_SEV_NONE)) &&
+                                     gw_rule_severity_name(shown ? lv->severity : GW_SEV_NONE)) &&
              cJSON_AddBoolToObject(al, "active", a->rep_level > 0);
-    if (ok && a->active_since && a->state != GW_ALARM_NORMAL)
+    if (ok && a->active_since && (a->state != GW_ALARM_NORMAL || ev->type == GW_EV_CLEARED))
         ok = add_ts(al, "active_since", a->active_since, off);
     else if (ok)
         ok = cJSON_AddNullToObject(al, "active_since") != NULL;

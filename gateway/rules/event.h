@@ -49,6 +49,8 @@ typedef struct gw_event_info {
     const gw_device *dev;
     const gw_rule_inst *rule;
     const gw_alarm *alarm;   /* the alarm after the event */
+    int level;               /* 1-based level the event speaks of (a cleared event: the
+                              * level that cleared); 0: the alarm's reported level */
     const gw_evidence *evidence; /* may be NULL */
     const gw_event_cmd *cmd;     /* may be NULL */
 } gw_event_info;
