@@ -34,6 +34,10 @@
 #define UNKNOWN_SET 256
 #define KEY_MAX 128
 #define STACK_COPY 4096
+/* Per-message counters are relaxed atomics (no lock on the message path); the rest of
+ * the stats (connected, last_error, connection counters) is under stats_mu. */
+#define COUNT(s, field) __atomic_add_fetch(&(s)->st.field, 1, __ATOMIC_RELAXED)
+#define LOAD(s, field) __atomic_load_n(&(s)->st.field, __ATOMIC_RELAXED)
 
 typedef struct devkey {
     const char *key;
@@ -188,9 +192,7 @@ static uint32_t hash_key(const char *s, size_t n)
 /* Log an unknown key once (by hash; a collision only costs a log line). */
 static void unknown_device(source *s, const char *key, const char *topic)
 {
-    pthread_mutex_lock(&s->stats_mu);
-    s->st.unknown_device++;
-    pthread_mutex_unlock(&s->stats_mu);
+    COUNT(s, unknown_device);
     uint32_t h = hash_key(key, strlen(key));
     for (size_t i = 0; i < s->n_unknown; i++)
         if (s->unknown_hash[i] == h)
@@ -214,14 +216,12 @@ static void count_bad(source *s, int why, const char *topic, size_t len)
     static const char *const names[] = {"", "payload over max_payload", "invalid JSON",
                                         "no device key at the JSON path",
                                         "topic matches no subscription"};
-    pthread_mutex_lock(&s->stats_mu);
     switch (why) {
-    case BAD_OVERSIZE: s->st.oversize++; break;
-    case BAD_JSON: s->st.bad_json++; break;
-    case BAD_NO_KEY: s->st.no_key++; break;
-    default: s->st.no_match++; break;
+    case BAD_OVERSIZE: COUNT(s, oversize); break;
+    case BAD_JSON: COUNT(s, bad_json); break;
+    case BAD_NO_KEY: COUNT(s, no_key); break;
+    default: COUNT(s, no_match); break;
     }
-    pthread_mutex_unlock(&s->stats_mu);
     gw_complain(&s->bad_complaint, 0, 10000, 600000, GW_LOG_WARN, AREA,
                 "%s: message on %.128s (%zu bytes) dropped: %s", s->cfg->id, topic, len,
                 names[why]);
@@ -267,9 +267,7 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
     size_t len = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
     int taken = 1;
 
-    pthread_mutex_lock(&s->stats_mu);
-    s->st.received++;
-    pthread_mutex_unlock(&s->stats_mu);
+    COUNT(s, received);
 
     /* A topic with an embedded NUL cannot name a device safely (the hook gets a C
      * string): treat it as matching nothing. */
@@ -309,16 +307,14 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
                           : hit->cfg->decoder ? hit->cfg->decoder : "json";
     int rc = ing->hooks.on_message(ing->hooks.ctx, dk->device_idx, decoder, topic,
                                    len ? m->payload : "", len, now);
-    pthread_mutex_lock(&s->stats_mu);
     if (rc == 0) {
-        s->st.matched++;
+        COUNT(s, matched);
     } else if (rc == GW_EFULL || rc == GW_ETIMEDOUT || rc == GW_EAGAIN) {
-        s->st.deferred++;
+        COUNT(s, deferred);
         taken = 0;
     } else {
-        s->st.rejected++;
+        COUNT(s, rejected);
     }
-    pthread_mutex_unlock(&s->stats_mu);
     if (!taken) {
         /* Paho keeps it and calls again later; the broker gets no PUBACK meanwhile. */
         gw_complain(&s->bad_complaint, 0, 10000, 600000, GW_LOG_WARN, AREA,
@@ -758,9 +754,23 @@ int gw_ingest_stats_get(gw_ingest *ing, size_t i, gw_ingest_stats *out)
     if (!ing || i >= ing->n_src)
         return GW_EINVAL;
     source *s = &ing->src[i];
+    memset(out, 0, sizeof *out);
     pthread_mutex_lock(&s->stats_mu);
-    *out = s->st;
+    out->connected = s->st.connected;
+    out->connects = s->st.connects;
+    out->connect_failures = s->st.connect_failures;
+    out->connection_losses = s->st.connection_losses;
+    memcpy(out->last_error, s->st.last_error, sizeof out->last_error);
     pthread_mutex_unlock(&s->stats_mu);
+    out->received = LOAD(s, received);
+    out->matched = LOAD(s, matched);
+    out->unknown_device = LOAD(s, unknown_device);
+    out->oversize = LOAD(s, oversize);
+    out->bad_json = LOAD(s, bad_json);
+    out->no_key = LOAD(s, no_key);
+    out->no_match = LOAD(s, no_match);
+    out->deferred = LOAD(s, deferred);
+    out->rejected = LOAD(s, rejected);
     return 0;
 }
 
