@@ -1545,15 +1545,7 @@ int gw_rules_check(const gw_config *cfg, gw_cfgerr *errs)
     }
     for (size_t d = 0; d < cfg->n_devices; d++) {
         const gw_device *dev = &cfg->devices[d];
-        for (size_t s = 0; s < dev->n_rule_sets; s++) {
-            if (!gw_config_ruleset(cfg, dev->rule_sets[s])) {
-                char p[64];
-                sp(p, sizeof p, "devices[%zu].rule_sets[%zu]", d, s);
-                gw_cfgerr_add(errs, cfg->file, p, "no rule set \"%s\" in %s", dev->rule_sets[s],
-                              cfg->rules_dir ? cfg->rules_dir : "the rules directory");
-                rc = GW_ECONFIG;
-            }
-        }
+        /* Missing rule-set files are the config loader's errors (devices[i].rule_sets). */
         if (dev->overrides && !cJSON_IsObject(dev->overrides)) {
             char p[64];
             sp(p, sizeof p, "devices[%zu].overrides", d);
