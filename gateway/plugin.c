@@ -452,13 +452,45 @@ static int opt_default_ok(const cg_option *o, char *why, size_t n)
     return rc == 0;
 }
 
+/* Edit distance (insert, delete, substitute, swap of neighbours), for suggestions. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 63 || m > 63)
+        return 99;
+    size_t d[64][64];
+    for (size_t i = 0; i <= n; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= m; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            size_t c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < c)
+                c = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < c)
+                c = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < c)
+                c = d[i - 2][j - 2] + 1;
+            d[i][j] = c;
+        }
+    return d[n][m];
+}
+
 static const char *closest_key(const gw_plugin *p, const char *key)
 {
-    /* A cheap suggestion: a declared key sharing the first three letters. */
-    for (size_t i = 0; i < p->n_options; i++)
-        if (strncmp(p->desc.options[i].key, key, 3) == 0)
-            return p->desc.options[i].key;
-    return NULL;
+    /* A declared key within two edits, or one the typed key is a prefix of. */
+    const char *best = NULL;
+    size_t best_d = 3;
+    for (size_t i = 0; i < p->n_options; i++) {
+        const char *k = p->desc.options[i].key;
+        size_t d = edit_distance(k, key);
+        if (d < best_d || (!best && strlen(key) >= 3 && strncmp(k, key, strlen(key)) == 0)) {
+            best = k;
+            best_d = d < best_d ? d : best_d;
+        }
+    }
+    return best;
 }
 
 int gw_plugin_options_parse(const gw_plugin *p, const cJSON *options, gw_optval *vals,
