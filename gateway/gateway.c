@@ -54,7 +54,7 @@ static const char run_usage[] =
 #define COMMAND_QUEUE_CAPACITY 64
 #define COMMAND_WAIT_MS 5000
 #define TICK_INTERVAL_MS 250
-#define INGEST_PUSH_TIMEOUT_MS 100
+#define INGEST_PUSH_TIMEOUT_MS 200
 
 /* One operator command on its way to the engine thread. Two owners (the asking thread
  * and the engine thread) share it; the last to let go frees it. */
