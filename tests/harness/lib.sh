@@ -93,19 +93,31 @@ forget_pid() {
     fi
 }
 
+# track_pid NAME PID: record a process the caller started itself (its own redirections,
+# a pipeline stage) so that the EXIT trap stops it like the others.
+track_pid() {
+    HARNESS_PIDS+=("$2")
+    HARNESS_NAME[$2]=$1
+    HARNESS_PID[$1]=$2
+}
+
 # start_bg NAME CMD [ARGS...]: run CMD in the background with stdout and stderr in
 # $T/NAME.log; records the PID (BG_PID, and `bg_pid NAME`). SIGINT and SIGQUIT are
 # reset to their defaults: a non-interactive shell makes its background jobs ignore
-# them, which would hide exactly what a Ctrl-C test wants to see.
+# them, which would hide exactly what a Ctrl-C test wants to see. HARNESS_BG_SIGINT=
+# inherit keeps them ignored (a demo wants Ctrl-C to reach only the script, which then
+# stops everything in order).
 start_bg() {
     local name=$1
     shift
     [[ $# -gt 0 ]] || fail "start_bg $name: no command"
-    env --default-signal=INT,QUIT "$@" >>"$T/$name.log" 2>&1 </dev/null &
+    if [[ ${HARNESS_BG_SIGINT:-default} == inherit ]]; then
+        "$@" >>"$T/$name.log" 2>&1 </dev/null &
+    else
+        env --default-signal=INT,QUIT "$@" >>"$T/$name.log" 2>&1 </dev/null &
+    fi
     BG_PID=$!
-    HARNESS_PIDS+=("$BG_PID")
-    HARNESS_NAME[$BG_PID]=$name
-    HARNESS_PID[$name]=$BG_PID
+    track_pid "$name" "$BG_PID"
     info "started $name (pid $BG_PID): $*"
 }
 
@@ -149,7 +161,8 @@ stop_bg() {
     stop_pid "$pid" "${2:-TERM}" "${3:-$HARNESS_GRACE}"
 }
 
-# on_exit CMD: run CMD (a string, eval'd) at exit, before the harness's PIDs are stopped.
+# on_exit CMD: run CMD (a string, eval'd) at exit, before the harness's PIDs are stopped
+# (newest hook first). A hook may set rc to change the exit status.
 on_exit() { HARNESS_EXIT_HOOKS+=("$1"); }
 
 harness_cleanup() {
