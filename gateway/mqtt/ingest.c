@@ -303,8 +303,9 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
         unknown_device(s, key, topic);
         goto consumed;
     }
-    const char *decoder = dk->decoder ? dk->decoder
-                          : hit->cfg->decoder ? hit->cfg->decoder : "json";
+    /* The subscription's decoder: gw_decode_message applies the device's own decoder
+     * itself (after unwrapping an envelope such as chirpstack), see decode.h. */
+    const char *decoder = hit->cfg->decoder ? hit->cfg->decoder : "json";
     int rc = ing->hooks.on_message(ing->hooks.ctx, dk->device_idx, decoder, topic,
                                    len ? m->payload : "", len, now);
     if (rc == 0) {
