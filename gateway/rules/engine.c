@@ -264,7 +264,7 @@ static int eval_cond(const gw_engine *e, const dev_rt *d, const int16_t *fmap, c
         return x < k->low + db || x > k->high - db;
     }
     double lim;
-    if (k == ri->primary)
+    if (k->primary)
         lim = on ? lv->clear : lv->raise;
     else
         lim = on ? k->clear : k->raise;

@@ -105,7 +105,7 @@ static int add_common(cJSON *o, const gw_event_info *ev)
     cJSON *ru = ok ? cJSON_AddObjectToObject(o, "rule") : NULL;
     ok = ru && cJSON_AddStringToObject(ru, "id", ri->rule_id) &&
          cJSON_AddStringToObject(ru, "condition", lv->condition ? lv->condition : "");
-    if (ok && ri->primary)
+    if (ok && gw_rule_primary(ri))
         ok = add_num(ru, "raise", lv->raise) && add_num(ru, "clear", lv->clear);
     if (ok && ri->set_name)
         ok = cJSON_AddStringToObject(ru, "set", ri->set_name) != NULL;

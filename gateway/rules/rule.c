@@ -647,6 +647,16 @@ static int parse_cond(pctx *c, const cJSON *j, const char *path, gw_cond *k, int
     return 0;
 }
 
+static int tree_has_primary(const gw_cond *k)
+{
+    if (k->primary)
+        return 1;
+    for (size_t i = 0; i < k->n_kids; i++)
+        if (tree_has_primary(&k->kids[i]))
+            return 1;
+    return 0;
+}
+
 /* The leaf levels and "raise"/"clear" overrides act on: the condition itself if it is a
  * threshold, else the first threshold leaf of an all / any (depth first). */
 static gw_cond *find_primary(gw_cond *k)
@@ -659,6 +669,20 @@ static gw_cond *find_primary(gw_cond *k)
             return p;
     }
     return NULL;
+}
+
+const gw_cond *gw_rule_primary(const gw_rule_inst *ri)
+{
+    const gw_cond *k = &ri->root;
+    /* The flag sits on the root or on a leaf of the all / any tree (depth first). */
+    while (k && !k->primary) {
+        const gw_cond *next = NULL;
+        for (size_t i = 0; i < k->n_kids && !next; i++)
+            if (tree_has_primary(&k->kids[i]))
+                next = &k->kids[i];
+        k = next;
+    }
+    return k;
 }
 
 /* First field of a condition tree usable as evidence. */
@@ -720,7 +744,7 @@ static void cond_text(sbuf *b, const gw_rule_inst *ri, const gw_cond *k, const g
         }
         return;
     case GW_OP_GT: case GW_OP_GE: case GW_OP_LT: case GW_OP_LE: {
-        double r = (k == ri->primary && lv) ? lv->raise : k->raise;
+        double r = (k->primary && lv) ? lv->raise : k->raise;
         if (k->rate)
             sb_add(b, "rate(%s) %s %g/min", f, op_name(k->op), r);
         else
@@ -881,7 +905,7 @@ static int apply_level_keys(pctx *c, const cJSON *obj, const char *path, gw_leve
  * rise; for < / <= the mirror image. Unknown (NaN) limits are not checked. */
 static int check_levels(pctx *c, const gw_rule_inst *ri, const char *path)
 {
-    const gw_cond *p = ri->primary;
+    const gw_cond *p = gw_rule_primary(ri);
     int rc = 0;
     for (int i = 0; i < ri->n_levels; i++) {
         const gw_level *lv = &ri->levels[i];
@@ -954,7 +978,7 @@ static int apply_override(pctx *c, const cJSON *ov, const char *path, gw_rule_in
         else if (cJSON_GetObjectItemCaseSensitive(copy, "on_delay") ||
                  cJSON_GetObjectItemCaseSensitive(copy, "off_delay"))
             ri->levels[i].n = ri->levels[i].m = 0;
-        if (apply_level_keys(c, copy, path, &ri->levels[i], ri->primary != NULL) != 0)
+        if (apply_level_keys(c, copy, path, &ri->levels[i], gw_rule_primary(ri) != NULL) != 0)
             rc = -1;
         cJSON_Delete(copy);
         if (rc)
@@ -979,7 +1003,7 @@ static int apply_override(pctx *c, const cJSON *ov, const char *path, gw_rule_in
                 rc = -1;
             } else {
                 check_keys(c, v, s2, lkeys);
-                if (apply_level_keys(c, v, s2, &ri->levels[i], ri->primary != NULL) != 0)
+                if (apply_level_keys(c, v, s2, &ri->levels[i], gw_rule_primary(ri) != NULL) != 0)
                     rc = -1;
             }
             i++;
@@ -1193,7 +1217,9 @@ static int parse_rule(pctx *c, const cJSON *j, const char *path, const cJSON *se
     int r = parse_cond(c, when, sub, &ri->root, 0);
     if (r == -2)
         return -2;
-    ri->primary = find_primary(&ri->root);
+    gw_cond *primary = find_primary(&ri->root);
+    if (primary)
+        primary->primary = 1;
     ri->device_level = has_op(&ri->root, GW_OP_STALE, 1) || has_op(&ri->root, GW_OP_QUALITY, 1);
     ri->timed = has_op(&ri->root, GW_OP_STALE, 0);
 
@@ -1231,9 +1257,9 @@ static int parse_rule(pctx *c, const cJSON *j, const char *path, const cJSON *se
 
     /* Base level from the rule's own keys, then "levels" (each inherits the base). */
     gw_level base = {.severity = GW_SEV_MAJOR, .raise = NAN, .clear = NAN};
-    if (ri->primary) {
-        base.raise = ri->primary->raise;
-        base.clear = ri->primary->clear;
+    if (primary) {
+        base.raise = primary->raise;
+        base.clear = primary->clear;
     }
     if (apply_level_keys(c, j, path, &base, 1) != 0)
         return -1;
@@ -1245,7 +1271,7 @@ static int parse_rule(pctx *c, const cJSON *j, const char *path, const cJSON *se
             perr(c, sub, "must be an array of 1..%d levels", GW_LEVELS_MAX);
             return -1;
         }
-        if (!ri->primary) {
+        if (!primary) {
             perr(c, sub, "levels need a threshold (> >= < <=) in the condition");
             return -1;
         }
@@ -1496,10 +1522,6 @@ static int compile_device(const gw_config *cfg, size_t di, gw_cfgerr *file_errs,
             arr[n++] = ri;
         }
     }
-    /* primary points into the instance (root itself, or a kid); the instances were
-     * copied into arr, so point it again at each copy. */
-    for (size_t k = 0; k < n; k++)
-        arr[k].primary = find_primary(&arr[k].root);
     if (n_dev_errs)
         rc = GW_ECONFIG;
     if (out) {

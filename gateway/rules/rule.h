@@ -69,6 +69,9 @@ typedef struct gw_cond {
     size_t n_vals;
     struct gw_cond *kids;  /* ALL / ANY */
     size_t n_kids;
+    /* The rule's primary threshold leaf: the levels' raise / clear limits replace this
+     * leaf's own. A flag, not a pointer in the instance, so it survives copies. */
+    uint8_t primary;
 } gw_cond;
 
 /* One severity level of a rule: the limits of the primary threshold and its debounce. */
@@ -89,8 +92,7 @@ typedef struct gw_rule_inst {
     char *alarm_id;          /* "mh-0001/cover-tilt" (stable alarm id) */
     char *name;              /* rule name, may be NULL */
     const char *set_name;    /* borrowed: rule-set name (gw_cfg_doc.name) */
-    gw_cond root;
-    gw_cond *primary;        /* the threshold leaf levels and overrides act on, or NULL */
+    gw_cond root;            /* its primary leaf (if any) is flagged: gw_rule_primary() */
     gw_level levels[GW_LEVELS_MAX]; /* ascending severity */
     int n_levels;
     int64_t renotify_us;     /* 0 = off */
@@ -104,6 +106,10 @@ typedef struct gw_rule_inst {
 } gw_rule_inst;
 
 void gw_rule_inst_clear(gw_rule_inst *ri);
+
+/* The threshold leaf the levels and the "raise"/"clear" overrides act on (the condition
+ * itself, or the first > >= < <= leaf of an all / any), or NULL. Points into ri. */
+const gw_cond *gw_rule_primary(const gw_rule_inst *ri);
 
 /* Validate every rule set of cfg (cfg->rulesets) and every device's overrides against
  * the rules it gets; add every error to errs. Returns 0 or GW_ECONFIG. Called by
