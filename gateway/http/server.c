@@ -315,7 +315,9 @@ int gw_http_start(const gw_config *cfg, gw_store *store, const gw_http_hooks *ho
     load_asset(&h->dygraph_js, DYGRAPH_DIR "/dygraph.min.js", "dygraph.min.js");
     load_asset(&h->dygraph_css, DYGRAPH_DIR "/dygraph.min.css", "dygraph.min.css");
 
-    const char *listen = cfg->http.listen ? cfg->http.listen : "127.0.0.1";
+    /* The config accepts "localhost" for the loopback address; no resolver here. */
+    const char *listen = cfg->http.listen && strcmp(cfg->http.listen, "localhost") != 0
+                             ? cfg->http.listen : "127.0.0.1";
     struct sockaddr_in sa4 = {0};
     struct sockaddr_in6 sa6 = {0};
     struct sockaddr *sa;

@@ -573,10 +573,16 @@ static void test_bind_errors(void **state)
     /* The port is taken by the fixture's server. */
     cfg.http.port = f->port;
     assert_int_not_equal(gw_http_start(&cfg, f->st, NULL, &h), 0);
-    /* Not an address. */
+    /* Not an address (names are not resolved). */
     cfg.http.port = 0;
-    cfg.http.listen = "localhost";
+    cfg.http.listen = "gateway.example";
     assert_int_not_equal(gw_http_start(&cfg, f->st, NULL, &h), 0);
+    /* "localhost", which the config accepts, is the IPv4 loopback. */
+    cfg.http.listen = "localhost";
+    assert_int_equal(gw_http_start(&cfg, f->st, NULL, &h), 0);
+    assert_true(gw_http_port(h) > 0);
+    gw_http_stop(h);
+    h = NULL;
     /* IPv6 loopback works when the host has it. */
     cfg.http.listen = "::1";
     if (gw_http_start(&cfg, f->st, NULL, &h) == 0) {
