@@ -84,6 +84,14 @@ static void print_summary(const gw_config *cfg)
         n_rules += (size_t)cJSON_GetArraySize(rules);
     }
     printf("rule sets: %zu (%zu rules)\n", cfg->n_rulesets, n_rules);
+    /* Not errors: a rule a device cannot take (a parameter it lacks) is skipped. */
+    gw_cfgerr warns = {0};
+    if (gw_rules_warnings(cfg, &warns) > 0) {
+        printf("warnings: %zu\n", warns.n);
+        for (size_t i = 0; i < warns.n; i++)
+            printf("  warning: %s\n", warns.lines[i]);
+    }
+    gw_cfgerr_free(&warns);
     printf("outputs:\n");
     printf("  mqtt upstream: %s\n", cfg->upstream.enabled ? cfg->upstream.conn.url : "off");
     printf("  influxdb:      %s\n", cfg->influx.enabled ? cfg->influx.url : "off");

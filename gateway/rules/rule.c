@@ -138,6 +138,7 @@ typedef struct pctx {
     gw_rule_inst *ri;
     int missing_param;      /* a param the device lacks: skip the rule */
     char missing_name[64];
+    int skipped_param;      /* parse_rule skipped the rule for missing_name */
     int n_errs;
     int n_stuck;
 } pctx;
@@ -255,8 +256,9 @@ static int parse_limit(pctx *c, const cJSON *v, const char *path, double *out)
     else if (d)
         base = d->valuedouble;
     else {
+        if (!c->missing_param) /* name the first one missing */
+            snprintf(c->missing_name, sizeof c->missing_name, "%s", p->valuestring);
         c->missing_param = 1;
-        snprintf(c->missing_name, sizeof c->missing_name, "%s", p->valuestring);
         *out = NAN;
         return 0;
     }
@@ -1171,6 +1173,7 @@ static int parse_rule(pctx *c, const cJSON *j, const char *path, const cJSON *se
     c->ri = ri;
     c->n_stuck = 0;
     c->missing_param = 0;
+    c->skipped_param = 0;
     if (!cJSON_IsObject(j)) {
         perr(c, path, "must be an object (a rule)");
         return -1;
@@ -1312,8 +1315,7 @@ static int parse_rule(pctx *c, const cJSON *j, const char *path, const cJSON *se
         if (!selector_matches(set_sel, c->dev) || !selector_matches(sel, c->dev) || !enabled)
             return 1;
         if (c->missing_param) {
-            gw_warn("rules", "%s: rule %s skipped for device %s: params.%s not set", c->file,
-                    ri->rule_id, c->dev->id, c->missing_name);
+            c->skipped_param = 1; /* the caller reports it (log or check warning) */
             return 1;
         }
         char aid[2 * GW_ID_MAX + 2];
@@ -1407,9 +1409,10 @@ static size_t device_sets(const gw_config *cfg, const gw_device *dev, const gw_c
 
 /* Compile (or, with out NULL, only check) the rules of device number di. Rule-file errors
  * go to file_errs (NULL: suppressed, they were reported once per file); device errors
- * (overrides) go to dev_errs. */
+ * (overrides) go to dev_errs. A rule skipped for a missing parameter goes to warns when
+ * given, else is logged when compiling for the engine (out set), else is silent. */
 static int compile_device(const gw_config *cfg, size_t di, gw_cfgerr *file_errs, gw_cfgerr *dev_errs,
-                          gw_rule_inst **out, size_t *n_out)
+                          gw_cfgerr *warns, gw_rule_inst **out, size_t *n_out)
 {
     const gw_device *dev = &cfg->devices[di];
     const gw_cfg_doc *sets[32];
@@ -1476,13 +1479,20 @@ static int compile_device(const gw_config *cfg, size_t di, gw_cfgerr *file_errs,
                 continue;
             }
             int rr = 0;
-            if (o) {
-                pctx oc = {.cfg = cfg, .dev = dev, .errs = dev_errs, .file = cfg->file};
-                rr = parse_rule(&oc, r, path, sel, sets[s]->name, o, opath, &ri);
-                n_dev_errs += oc.n_errs;
-            } else {
-                pctx c2 = {.cfg = cfg, .dev = dev, .errs = NULL, .file = sets[s]->path};
-                rr = parse_rule(&c2, r, path, sel, sets[s]->name, NULL, NULL, &ri);
+            pctx c2 = {.cfg = cfg, .dev = dev, .errs = o ? dev_errs : NULL,
+                       .file = o ? cfg->file : sets[s]->path};
+            rr = parse_rule(&c2, r, path, sel, sets[s]->name, o, o ? opath : NULL, &ri);
+            if (o)
+                n_dev_errs += c2.n_errs;
+            if (rr == 1 && c2.skipped_param) {
+                char pp[80];
+                sp(pp, sizeof pp, "%s.params", dpath);
+                if (warns)
+                    gw_cfgerr_add(warns, cfg->file, pp, "rule %s (%s) skipped for device %s: params.%s not set",
+                                  cJSON_GetStringValue(id), sets[s]->path, dev->id, c2.missing_name);
+                else if (out)
+                    gw_warn("rules", "%s: rule %s skipped for device %s: params.%s not set",
+                            sets[s]->path, cJSON_GetStringValue(id), dev->id, c2.missing_name);
             }
             if (rr == -2) {
                 gw_rule_inst_clear(&ri);
@@ -1546,7 +1556,7 @@ int gw_rule_compile(const gw_config *cfg, const gw_device *dev, gw_cfgerr *errs,
         return GW_EINVAL;
     gw_rule_inst *arr = NULL;
     size_t n = 0;
-    int rc = compile_device(cfg, di, errs, errs, &arr, &n);
+    int rc = compile_device(cfg, di, errs, errs, NULL, &arr, &n);
     if (rc == GW_ENOMEM)
         return rc;
     /* Compile errors are for `check` to report; the engine runs the rules that parsed. */
@@ -1575,11 +1585,24 @@ int gw_rules_check(const gw_config *cfg, gw_cfgerr *errs)
             rc = GW_ECONFIG;
             continue;
         }
-        int r = compile_device(cfg, d, NULL, errs, NULL, NULL);
+        int r = compile_device(cfg, d, NULL, errs, NULL, NULL, NULL);
         if (r == GW_ENOMEM)
             return r;
         if (r)
             rc = GW_ECONFIG;
     }
     return rc;
+}
+
+int gw_rules_warnings(const gw_config *cfg, gw_cfgerr *warns)
+{
+    size_t n0 = warns->n;
+    for (size_t d = 0; d < cfg->n_devices; d++) {
+        const gw_device *dev = &cfg->devices[d];
+        if (!dev->enabled || (dev->overrides && !cJSON_IsObject(dev->overrides)))
+            continue;
+        if (compile_device(cfg, d, NULL, NULL, warns, NULL, NULL) == GW_ENOMEM)
+            return GW_ENOMEM;
+    }
+    return (int)(warns->n - n0);
 }

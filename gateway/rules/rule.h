@@ -116,6 +116,13 @@ const gw_cond *gw_rule_primary(const gw_rule_inst *ri);
  * gw_check_deep() for `citygate check` and before the engine starts. Thread: main. */
 int gw_rules_check(const gw_config *cfg, gw_cfgerr *errs);
 
+/* Rules that enabled devices do not get because a parameter they reference is missing
+ * (params.NAME, no default): one line per device and rule added to warns, as
+ * "CONFIG: devices[i].params: rule R (RULEFILE) skipped for device D: params.P not set".
+ * Not errors: `citygate check` prints them in its summary. Returns the number of lines
+ * added, or GW_ENOMEM. Thread: main. */
+int gw_rules_warnings(const gw_config *cfg, gw_cfgerr *warns);
+
 /* Validate one rule set document alone (no devices): for the fuzz target and tests.
  * file names the document in error lines. Returns 0 or GW_ECONFIG. */
 int gw_rules_check_doc(const cJSON *doc, const char *file, gw_cfgerr *errs);

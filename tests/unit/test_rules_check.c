@@ -270,6 +270,38 @@ static int nop_commit(void *ctx, const gw_event_out *ev)
     return 0;
 }
 
+/* A rule skipped for a missing parameter is a warning for `citygate check`, named with
+ * the device's place, and no error. */
+static void test_skip_warnings(void **state)
+{
+    (void)state;
+    gw_config *cfg = tu_cfg_new();
+    tu_cfg_ruleset_file(cfg, "manhole");
+    tu_cfg_ruleset_file(cfg, "gas");
+    tu_cfg_ruleset_file(cfg, "common");
+    tu_cfg_device(cfg, "mh-1", "manhole", "", "{\"well_depth_m\": 2.5}", NULL, NULL);
+    tu_cfg_device(cfg, "mh-2", "manhole", "", NULL, NULL, NULL);
+    tu_cfg_device(cfg, "gas-1", "gas", "", "{\"pressure_high_kpa\": 4}", NULL, NULL);
+    tu_cfg_device(cfg, "gas-2", "gas", "", "{\"pressure_low_kpa\": 1, \"pressure_high_kpa\": 4}", NULL, NULL);
+    gw_cfgerr errs = {0}, warns = {0};
+    assert_int_equal(gw_rules_check(cfg, &errs), 0);
+    assert_int_equal(errs.n, 0);
+    assert_int_equal(gw_rules_warnings(cfg, &warns), 2);
+    assert_int_equal(warns.n, 2);
+    assert_string_equal(warns.lines[0], "test.json: devices[1].params: rule water-level-high (rules/manhole.json) "
+                                        "skipped for device mh-2: params.well_depth_m not set");
+    assert_string_equal(warns.lines[1], "test.json: devices[2].params: rule pressure-band (rules/gas.json) "
+                                        "skipped for device gas-1: params.pressure_low_kpa not set");
+    gw_cfgerr_free(&warns);
+    gw_cfgerr_free(&errs);
+    /* a disabled device gets no rules: no warning */
+    cfg->devices[1].enabled = 0;
+    cfg->devices[2].enabled = 0;
+    assert_int_equal(gw_rules_warnings(cfg, &warns), 0);
+    gw_cfgerr_free(&warns);
+    tu_cfg_free(cfg);
+}
+
 static void test_alloc_failures(void **state)
 {
     (void)state;
@@ -305,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_bad_docs),
         cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_compile),
+        cmocka_unit_test(test_skip_warnings),
         cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
