@@ -13,6 +13,7 @@
 #include "config.h"
 #include "error.h"
 #include "log.h"
+#include "sample.h"
 #include "sim_model.h"
 #include "sim_mqtt.h"
 #include "sim_scenario.h"
@@ -55,14 +56,14 @@ static void usage(FILE *f)
         "stop it cleanly. Exit 0, 1 on a runtime failure, 2 on a config or scenario error.\n");
 }
 
-/* "ID=VALUE": split in place. */
-static int split_eq(char *arg, char **id, char **val)
+/* "ID=VALUE": the id is copied into idbuf (argv stays intact for ps). */
+static int split_eq(const char *arg, char *idbuf, size_t n, const char **val)
 {
-    char *eq = strchr(arg, '=');
-    if (!eq || eq == arg || !eq[1])
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || !eq[1] || (size_t)(eq - arg) >= n)
         return GW_EINVAL;
-    *eq = '\0';
-    *id = arg;
+    memcpy(idbuf, arg, (size_t)(eq - arg));
+    idbuf[eq - arg] = '\0';
     *val = eq + 1;
     return 0;
 }
@@ -92,6 +93,7 @@ int main(int argc, char **argv)
     sim_server_rtu rtu[MAX_OPTS];
     sim_server_override ovr[MAX_OPTS];
     size_t n_rtu = 0, n_ovr = 0;
+    static char ids[2 * MAX_OPTS][GW_ID_MAX];
     gw_log_level level = GW_LOG_INFO;
 
     for (int i = 1; i < argc; i++) {
@@ -110,7 +112,8 @@ int main(int argc, char **argv)
             return GW_EXIT_CONFIG;
         }
         i++;
-        char *id, *val, *end;
+        const char *val;
+        char *end;
         if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
             config = v;
         } else if (strcmp(a, "-s") == 0 || strcmp(a, "--scenario") == 0) {
@@ -130,7 +133,8 @@ int main(int argc, char **argv)
             }
         } else if (strcmp(a, "--rtu") == 0 || strcmp(a, "--listen-override") == 0) {
             int is_rtu = a[2] == 'r';
-            if (split_eq(argv[i], &id, &val) != 0 || (is_rtu ? n_rtu : n_ovr) == MAX_OPTS) {
+            char *id = ids[n_rtu + n_ovr < 2 * MAX_OPTS ? n_rtu + n_ovr : 0];
+            if ((is_rtu ? n_rtu : n_ovr) == MAX_OPTS || split_eq(v, id, GW_ID_MAX, &val) != 0) {
                 fprintf(stderr, "citygate-sim: %s: expected BUS_ID=%s, got '%s'\n", a,
                         is_rtu ? "PTY_PATH" : "PORT", v);
                 return GW_EXIT_CONFIG;

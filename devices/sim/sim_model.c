@@ -155,6 +155,22 @@ static void classify(sim_device *d, sim_field *f)
             lo = 3.55, hi = 3.65;
         else
             lo = 85, hi = 95, scaled = 0;
+    } else if (has(n, "status") || has(n, "state") || has(n, "mode") || has(n, "alarm") ||
+               has(n, "fault") || has(n, "error") || has(n, "code") || has(n, "address") ||
+               has(n, "baud") || has(n, "decimal") || has(n, "config")) {
+        f->role = SIM_ROLE_CONST;
+        lo = hi = (pt && pt->has_min) ? pt->min : 0;
+        scaled = 0;
+    } else if (has(n, "export")) {
+        f->role = SIM_ROLE_CONST; /* street lighting exports nothing */
+        lo = hi = 0;
+    } else if (has(n, "apparent")) {
+        f->role = SIM_ROLE_APPARENT;
+    } else if (has(n, "reactive") && fam == FAM_W) {
+        f->role = SIM_ROLE_REACTIVE;
+    } else if (has(n, "phase")) {
+        f->role = SIM_ROLE_PHASE;
+        lo = 14, hi = 23, scaled = 0;
     } else if (has(n, "factor") || strcmp(n, "pf") == 0 || starts(n, "pf_")) {
         f->role = SIM_ROLE_PF;
         lo = 0.92, hi = 0.97, scaled = 0;
@@ -164,8 +180,6 @@ static void classify(sim_device *d, sim_field *f)
     } else if (has(n, "energy") || fam == FAM_E) {
         f->role = SIM_ROLE_ENERGY;
         lo = 100, hi = 5000;
-    } else if (has(n, "reactive")) {
-        lo = 5, hi = 15;
     } else if (has(n, "power") || (fam == FAM_W && !has(n, "apparent"))) {
         f->role = SIM_ROLE_POWER;
         double r = rated_power_w(dev);
@@ -232,12 +246,6 @@ static void classify(sim_device *d, sim_field *f)
         lo = 5, hi = 10, scaled = 0;
     } else if (has(n, "csq")) {
         lo = 18, hi = 25, scaled = 0;
-    } else if (has(n, "status") || has(n, "state") || has(n, "mode") || has(n, "alarm") ||
-               has(n, "fault") || has(n, "error") || has(n, "code") || has(n, "address") ||
-               has(n, "baud") || has(n, "decimal") || has(n, "config")) {
-        f->role = SIM_ROLE_CONST;
-        lo = hi = (pt && pt->has_min) ? pt->min : 0;
-        scaled = 0;
     } else if (pt && pt->has_min && pt->has_max) {
         lo = pt->min + 0.2 * (pt->max - pt->min);
         hi = pt->min + 0.4 * (pt->max - pt->min);
@@ -560,11 +568,51 @@ static void walk_field(sim_device *d, sim_field *f)
     f->value = v;
 }
 
-static int schedule_on(const gw_config *cfg)
+static int hhmm(const cJSON *v)
 {
-    int64_t local_s = gw_now_ms() / 1000 + (int64_t)cfg->gateway.utc_offset_min * 60;
-    int hour = (int)((local_s % 86400 + 86400) % 86400 / 3600);
-    return hour >= 18 || hour < 6;
+    int h, m;
+    char extra;
+    if (!cJSON_IsString(v) || sscanf(v->valuestring, "%d:%d%c", &h, &m, &extra) != 2 ||
+        h < 0 || h > 24 || m < 0 || m > 59)
+        return -1;
+    return h * 60 + m;
+}
+
+/* Is the sun below the civil lamp threshold (-0.833 deg: refraction and the disc) at
+ * lat/lon now? Low-precision solar position (Astronomical Almanac, accurate to about a
+ * minute in sunset time). */
+static int sun_down(double lat, double lon, int64_t now_ms)
+{
+    const double d2r = M_PI / 180.0;
+    double days = (double)now_ms / 86400000.0 - 10957.5;        /* since J2000.0 */
+    double mean_lon = fmod(280.460 + 0.9856474 * days, 360.0);
+    double anomaly = fmod(357.528 + 0.9856003 * days, 360.0) * d2r;
+    double ecl_lon = (mean_lon + 1.915 * sin(anomaly) + 0.020 * sin(2 * anomaly)) * d2r;
+    double obliq = (23.439 - 4e-7 * days) * d2r;
+    double decl = asin(sin(obliq) * sin(ecl_lon));
+    double right_asc = atan2(cos(obliq) * sin(ecl_lon), cos(ecl_lon));
+    double sidereal_h = fmod(18.697374558 + 24.06570982441908 * days, 24.0);
+    double hour_angle = (sidereal_h * 15.0 + lon) * d2r - right_asc;
+    double elev = asin(sin(lat * d2r) * sin(decl) + cos(lat * d2r) * cos(decl) * cos(hour_angle));
+    return elev / d2r < -0.833;
+}
+
+/* When the lamp's controller switches on: as the gateway decides "should be on" —
+ * params.schedule {"on": "HH:MM", "off": "HH:MM"} in gateway local time, else the sun at
+ * the component's location, else 18:00-06:00. */
+static int schedule_on(const gw_config *cfg, const gw_device *dev)
+{
+    int64_t now = gw_now_ms();
+    int64_t local_s = now / 1000 + (int64_t)cfg->gateway.utc_offset_min * 60;
+    int min = (int)((local_s % 86400 + 86400) % 86400 / 60);
+    const cJSON *sch = dev->params ? cJSON_GetObjectItemCaseSensitive(dev->params, "schedule") : NULL;
+    int on = hhmm(cJSON_GetObjectItemCaseSensitive(sch, "on"));
+    int off = hhmm(cJSON_GetObjectItemCaseSensitive(sch, "off"));
+    if (on >= 0 && off >= 0)
+        return on <= off ? (min >= on && min < off) : (min >= on || min < off);
+    if (dev->component.location.has)
+        return sun_down(dev->component.location.lat, dev->component.location.lon, now);
+    return min >= 18 * 60 || min < 6 * 60;
 }
 
 /* Relations between fields: lamps follow the relay, current follows power, energy
@@ -575,19 +623,34 @@ static void derive(sim_model *m, sim_device *d, double dt_s)
     sim_field *power = by_role(d, SIM_ROLE_POWER), *cur = by_role(d, SIM_ROLE_CURRENT);
     sim_field *volt = by_role(d, SIM_ROLE_VOLTAGE), *pf = by_role(d, SIM_ROLE_PF);
 
+    /* Lamps, and meters of lamp circuits (kind lamp without a relay of their own), draw
+     * power on the lamps' schedule. */
+    int lamp = relay || (d->cfg->kind && strcmp(d->cfg->kind, "lamp") == 0);
     if (relay && free_to_move(relay))
-        relay->value = schedule_on(m->cfg);
-    if (power && relay && free_to_move(power)) {
+        relay->value = schedule_on(m->cfg, d->cfg);
+    if (power && lamp && free_to_move(power)) {
+        int on = relay ? relay->value != 0 : schedule_on(m->cfg, d->cfg);
         double level = dim ? dim->value / 100.0 : 1.0;
-        double w = relay->value ? rated_power_w(d->cfg) * level * (0.98 + 0.04 * urand(&d->rng))
-                                : 0.3 + 0.2 * urand(&d->rng); /* controller standby */
+        double w = on ? rated_power_w(d->cfg) * level * (0.98 + 0.04 * urand(&d->rng))
+                      : 0.3 + 0.2 * urand(&d->rng); /* controller standby */
         power->value = w * power->factor;
     }
     double watts = power ? power->value / power->factor : 0;
+    double k_pf = pf && pf->value > 0.1 && pf->value <= 1 ? pf->value : 0.95;
+    for (size_t i = 0; i < d->n_fields; i++) {
+        sim_field *f = &d->fields[i];
+        if (!power || !free_to_move(f))
+            continue;
+        if (f->role == SIM_ROLE_APPARENT)
+            f->value = watts / k_pf * f->factor;
+        else if (f->role == SIM_ROLE_REACTIVE)
+            f->value = watts * tan(acos(k_pf)) * f->factor;
+        else if (f->role == SIM_ROLE_PHASE)
+            f->value = acos(k_pf) * 180.0 / M_PI;
+    }
     if (cur && power && free_to_move(cur)) {
         double v = volt ? volt->value / volt->factor : 225;
-        double k = pf && pf->value > 0.1 ? pf->value : 0.95;
-        cur->value = watts / (v * k) * cur->factor;
+        cur->value = watts / (v * k_pf) * cur->factor;
     }
     for (size_t i = 0; i < d->n_fields; i++) {
         sim_field *f = &d->fields[i];

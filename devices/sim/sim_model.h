@@ -32,6 +32,9 @@ typedef enum {
     SIM_ROLE_ENERGY,    /* integrates power (or grows slowly) */
     SIM_ROLE_VOLTAGE,
     SIM_ROLE_PF,
+    SIM_ROLE_APPARENT,  /* power / pf */
+    SIM_ROLE_REACTIVE,  /* power * tan(acos pf) */
+    SIM_ROLE_PHASE,     /* acos pf in degrees */
     SIM_ROLE_DP,        /* the point is a decimal-point register: the encoder writes it */
 } sim_role;
 
