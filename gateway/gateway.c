@@ -220,6 +220,11 @@ static int engine_commit(void *ctx, const gw_event_out *ev)
         .alarm_id = ev->alarm_id,
         .alarm_state = ev->state_json,
         .alarm_state_len = ev->state_json ? strlen(ev->state_json) : 0,
+        /* …/alarm/{device}/{rule} carries the citygate.alarm/1 document (DESIGN.md §5),
+         * not the internal state kept for restore. */
+        .retained_given = 1,
+        .retained = ev->retained_json,
+        .retained_len = ev->retained_json ? strlen(ev->retained_json) : 0,
     };
     int rc = gw_outbox_commit(gw->outbox, &oe);
     if (rc) {

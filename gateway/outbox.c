@@ -354,8 +354,10 @@ static int commit_locked(gw_outbox *ob, const gw_outbox_event *ev)
             goto rollback;
         st = ob->st[ST_UPSERT_PUB];
         sqlite3_bind_text(st, 1, ev->alarm_id, -1, SQLITE_STATIC);
-        if (ev->alarm_state)
-            sqlite3_bind_blob(st, 2, ev->alarm_state, (int)ev->alarm_state_len, SQLITE_STATIC);
+        const char *pub = ev->retained_given ? ev->retained : ev->alarm_state;
+        size_t pub_len = ev->retained_given ? ev->retained_len : ev->alarm_state_len;
+        if (pub)
+            sqlite3_bind_blob(st, 2, pub, (int)pub_len, SQLITE_STATIC);
         else
             sqlite3_bind_null(st, 2);
         sqlite3_bind_int64(st, 3, (sqlite3_int64)ev->seq);
@@ -382,7 +384,7 @@ static int count_rows(sqlite3 *db, const char *sql)
 int gw_outbox_commit(gw_outbox *ob, const gw_outbox_event *ev)
 {
     if (!ob || !ev || !ev->event_id || !ev->device_id || (!ev->payload && ev->payload_len) ||
-        ev->payload_len > INT32_MAX || ev->alarm_state_len > INT32_MAX || ev->seq == 0 ||
+        ev->payload_len > INT32_MAX || ev->alarm_state_len > INT32_MAX || ev->retained_len > INT32_MAX || ev->seq == 0 ||
         ev->seq > INT64_MAX)
         return GW_EINVAL;
     pthread_mutex_lock(&ob->lock);

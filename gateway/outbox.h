@@ -40,6 +40,13 @@ typedef struct gw_outbox_event {
     const char *alarm_id;      /* "device/rule": topic suffix …/alarm/{alarm_id} */
     const char *alarm_state;   /* JSON, alarm_state_len bytes */
     size_t alarm_state_len;
+    /* The retained publication, when it differs from the stored state (the engine keeps
+     * an internal state for restore and publishes a document for upstream). With
+     * retained_given 0 the alarm_state is published (as before); with 1, retained
+     * (retained_len bytes; NULL: an empty retained message) whatever alarm_state is. */
+    int retained_given;
+    const char *retained;
+    size_t retained_len;
 } gw_outbox_event;
 
 /* A retained alarm-state publication waiting for its PUBACK. */

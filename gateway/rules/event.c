@@ -234,7 +234,10 @@ int gw_event_format_retained(const gw_event_info *ev, char **out)
     *out = NULL;
     if (!ev || !ev->cfg || !ev->dev || !ev->rule || !ev->alarm || !ev->rule->n_levels)
         return GW_EINVAL;
-    if (gw_alarm_is_normal(ev->alarm))
+    /* DESIGN.md §5: empty once cleared, acknowledged or not (the cleared event told
+     * upstream; an unacknowledged clear is the operator's business, not a current
+     * fault). A suppression is still shown: it is state an operator set. */
+    if (ev->alarm->rep_level == 0 && ev->alarm->sup == GW_SUP_NONE)
         return 0;
     cJSON *o = cJSON_CreateObject();
     if (!o)

@@ -64,8 +64,8 @@ int gw_event_format(const gw_event_info *ev, char **out);
 
 /* The retained alarm state for …/alarm/{device}/{rule}: the alarm, rule, problem,
  * device and component parts of the event plus "seq" and "ts" of the last event.
- * Returns 0 with *out (gw_free), or 0 with *out NULL when the alarm is normal and
- * unsuppressed (publish an empty retained message). */
+ * Returns 0 with *out (gw_free), or 0 with *out NULL when the alarm is not active and
+ * not suppressed (cleared, acknowledged or not: publish an empty retained message). */
 int gw_event_format_retained(const gw_event_info *ev, char **out);
 
 #endif

@@ -312,12 +312,57 @@ static void test_primary_survives_copies(void **state)
     tu_cfg_free(cfg);
 }
 
+/* The retained document follows the reported level: the level's severity while active,
+ * empty once cleared even while the clear waits for an acknowledgement (DESIGN.md §5),
+ * though the engine keeps the alarm's state for the ack. */
+static void test_retained_follows_level(void **state)
+{
+    (void)state;
+    gw_config *cfg = one_rule_cfg(&cases[0]);
+    static tu_cap cap;
+    memset(&cap, 0, sizeof cap);
+    gw_engine_hooks hooks = {tu_commit, tu_now};
+    gw_engine *e;
+    assert_int_equal(gw_engine_new(cfg, &hooks, &cap, &e), 0);
+    tu_sample(e, "d1", "tilt_deg", 35, 0);
+    tu_sample(e, "d1", "tilt_deg", 35, TU_S(30));
+    tu_sample(e, "d1", "tilt_deg", 95, TU_S(31));
+    tu_sample(e, "d1", "tilt_deg", 1, TU_S(32));
+    char sum[128];
+    assert_string_equal(tu_summary(&cap, sum, sizeof sum), "raised:major,updated:critical,cleared");
+    const char *sev[] = {"major", "critical"};
+    for (int i = 0; i < 2; i++) {
+        cJSON *r = cJSON_Parse(cap.ev[i].retained);
+        assert_non_null(r);
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(r, "schema")), "citygate.alarm/1");
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "alarm"), "severity")),
+                            sev[i]);
+        assert_int_equal((int)cJSON_GetObjectItem(r, "seq")->valuedouble, i + 1);
+        cJSON_Delete(r);
+    }
+    assert_null(cap.ev[2].retained);
+    assert_non_null(cap.ev[2].state_json); /* cleared_unacked: kept for the ack */
+    assert_string_equal(cap.ev[2].state, "cleared_unacked");
+    cap.now = TU_T0 + TU_S(40);
+    char *reply = NULL;
+    assert_int_equal(gw_engine_command(e, "ack", "{\"alarm\": \"d1/cover-tilt\"}", &reply), 0);
+    gw_free(reply);
+    assert_int_equal(cap.n, 4);
+    assert_null(cap.ev[3].retained);
+    assert_null(cap.ev[3].state_json); /* normal: forgotten */
+    assert_int_equal(cap.schema_errors, 0);
+    tu_cap_reset(&cap);
+    gw_engine_free(e);
+    tu_cfg_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_levels),
         cmocka_unit_test(test_table_covers_every_level_rule),
         cmocka_unit_test(test_primary_survives_copies),
+        cmocka_unit_test(test_retained_follows_level),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     cJSON_Delete(tu_event_schema);
