@@ -16,7 +16,7 @@ static const char spool_schema[] =
     "SELECT id, lines, body FROM batches LIMIT 0;"
     "PRAGMA user_version = 1;";
 
-enum { ST_INSERT, ST_OLDEST, ST_DELETE, ST_PEEK, ST__COUNT };
+enum { ST_INSERT, ST_OLDEST, ST_DELETE, ST_PEEK, ST_REPLACE, ST__COUNT };
 
 static const char *const stmt_sql[ST__COUNT] = {
     [ST_INSERT] = "INSERT INTO batches(lines, body) VALUES(?1, ?2)",
@@ -24,6 +24,7 @@ static const char *const stmt_sql[ST__COUNT] = {
                   " RETURNING lines, length(body)",
     [ST_DELETE] = "DELETE FROM batches WHERE id = ?1 RETURNING lines, length(body)",
     [ST_PEEK] = "SELECT id, lines, body FROM batches ORDER BY id LIMIT 1",
+    [ST_REPLACE] = "UPDATE batches SET lines = ?2, body = ?3 WHERE id = ?1",
 };
 
 struct gw_spool {
@@ -235,6 +236,49 @@ int gw_spool_delete(gw_spool *sp, int64_t id)
         sp->stats.errors++;
     pthread_mutex_unlock(&sp->lock);
     return rc ? GW_EIO : 0;
+}
+
+int gw_spool_replace(gw_spool *sp, int64_t id, const char *data, size_t len, uint32_t lines)
+{
+    if (!sp || (!data && len) || len > INT32_MAX)
+        return GW_EINVAL;
+    pthread_mutex_lock(&sp->lock);
+    int rc = sqlite3_exec(sp->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    uint64_t old_l = 0, old_b = 0;
+    int found = 0;
+    if (rc == SQLITE_OK) {
+        sqlite3_stmt *q;
+        if ((rc = sqlite3_prepare_v2(sp->db, "SELECT lines, length(body) FROM batches WHERE id = ?1",
+                                     -1, &q, NULL)) == SQLITE_OK) {
+            sqlite3_bind_int64(q, 1, id);
+            if (sqlite3_step(q) == SQLITE_ROW) {
+                found = 1;
+                old_l = (uint64_t)sqlite3_column_int64(q, 0);
+                old_b = (uint64_t)sqlite3_column_int64(q, 1);
+            }
+            sqlite3_finalize(q);
+        }
+    }
+    if (rc == SQLITE_OK && found) {
+        sqlite3_stmt *st = sp->st[ST_REPLACE];
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, lines);
+        sqlite3_bind_blob(st, 3, data ? data : "", (int)len, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(sp->db);
+        sqlite3_reset(st);
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(sp->db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        sqlite3_exec(sp->db, "ROLLBACK", NULL, NULL, NULL);
+        sp->stats.errors++;
+    } else if (found) {
+        sp->stats.lines = sp->stats.lines - old_l + lines;
+        sp->stats.bytes = sp->stats.bytes - old_b + len;
+        sp->stats.deleted_lines += old_l > lines ? old_l - lines : 0;
+    }
+    pthread_mutex_unlock(&sp->lock);
+    return rc == SQLITE_OK ? 0 : GW_EIO;
 }
 
 size_t gw_spool_count(gw_spool *sp)

@@ -56,6 +56,10 @@ void gw_spool_batch_release(gw_spool_batch *b);
 /* Delete a batch after a successful write (idempotent: an evicted id is fine). */
 int gw_spool_delete(gw_spool *sp, int64_t id);
 
+/* Replace a batch's body in place (keeping its position), e.g. with what is left of
+ * it after part was written. Returns 0 (also when the id is gone) or GW_EIO. */
+int gw_spool_replace(gw_spool *sp, int64_t id, const char *data, size_t len, uint32_t lines);
+
 /* Batches stored (0 = empty). */
 size_t gw_spool_count(gw_spool *sp);
 void gw_spool_stats_get(gw_spool *sp, gw_spool_stats *out);

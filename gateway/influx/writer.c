@@ -78,7 +78,17 @@ struct gw_influx_writer {
     char *deadletter_path;
     int deadletter_fd;
 
-    pthread_t thread;
+    /* Full batches handed from the formatting thread to the sending thread: while one
+     * batch is on the wire the next is being formatted and compressed. */
+    pthread_mutex_t hand_lock;
+    pthread_cond_t hand_cond;
+    char *spare[2];
+    int n_spare;
+    struct { char *buf; size_t len; uint32_t lines; } ready[2];
+    int n_ready;
+    int fmt_done;
+
+    pthread_t thread, sender;
     int started;
     atomic_int stopping;
 
@@ -335,6 +345,12 @@ int gw_influx_writer_new(const gw_config *cfg, gw_spool *spool, gw_influx_writer
     w->deadletter_fd = -1;
     w->rng = (unsigned)gw_mono_us() ^ (unsigned)getpid();
     pthread_mutex_init(&w->stats_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&w->hand_lock, NULL);
+    pthread_cond_init(&w->hand_cond, &ca);
+    pthread_condattr_destroy(&ca);
     int rc = GW_ECONFIG;
     if (gw_lp_precision_parse(w->ic->precision ? w->ic->precision : "us", &w->prec) != 0)
         goto fail;
@@ -347,8 +363,11 @@ int gw_influx_writer_new(const gw_config *cfg, gw_spool *spool, gw_influx_writer
     size_t bb = w->ic->batch_bytes > 0 ? (size_t)w->ic->batch_bytes : 1048576;
     w->batch_cap = bb + MAX_LINE;
     w->batch = gw_malloc(w->batch_cap);
+    w->spare[0] = gw_malloc(w->batch_cap);
+    w->spare[1] = gw_malloc(w->batch_cap);
+    w->n_spare = 2;
     rc = GW_ENOMEM;
-    if (!w->batch)
+    if (!w->batch || !w->spare[0] || !w->spare[1])
         goto fail;
     if (w->ic->gzip) {
         if (deflateInit2(&w->z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
@@ -394,6 +413,12 @@ void gw_influx_writer_free(gw_influx_writer *w)
         deflateEnd(&w->z);
     gw_free(w->zbuf);
     gw_free(w->batch);
+    for (int i = 0; i < 2; i++)
+        gw_free(w->spare[i]);
+    for (int i = 0; i < w->n_ready; i++)
+        gw_free(w->ready[i].buf);
+    pthread_mutex_destroy(&w->hand_lock);
+    pthread_cond_destroy(&w->hand_cond);
     gw_queue_free(w->queue);
     for (size_t i = 0; w->devs && i < w->n_devs; i++)
         gw_free(w->devs[i].tags);
@@ -537,10 +562,11 @@ static uint32_t count_lines(const char *buf, size_t len)
     return n;
 }
 
-/* Send buf (whole lines). 400/413 are resolved here by halving; what remains is OK,
- * RETRY or CONFIG for the whole range (re-sending a part already written is idempotent). */
+/* Send buf (whole lines). 400/413 are resolved here by halving. On RETRY / CONFIG,
+ * *done holds how many leading bytes were written or dead-lettered already (halves go
+ * in order), so only the rest is kept: no line is counted twice. */
 static send_rc send_range(gw_influx_writer *w, const char *buf, size_t len, uint32_t lines,
-                          char *err, size_t errn, long *status)
+                          char *err, size_t errn, long *status, size_t *done)
 {
     long code = http_post(w, buf, len, err, errn);
     *status = code;
@@ -550,6 +576,7 @@ static send_rc send_range(gw_influx_writer *w, const char *buf, size_t len, uint
         w->st.batches_written++;
         w->st.bytes_raw += len;
         pthread_mutex_unlock(&w->stats_lock);
+        *done += len;
         return SEND_OK;
     }
     if (code == 0 || code == 429 || code >= 500 || code == 408)
@@ -558,6 +585,7 @@ static send_rc send_range(gw_influx_writer *w, const char *buf, size_t len, uint
         if (lines <= 1) {
             gw_warn("influx", "line refused: %s", err);
             dead_letter(w, buf, len, code == 413);
+            *done += len;
             return SEND_OK;
         }
         /* Split at the newline nearest the middle line. */
@@ -569,11 +597,11 @@ static send_rc send_range(gw_influx_writer *w, const char *buf, size_t len, uint
                 break;
             }
         STAT_ADD(w, splits, 1);
-        send_rc r = send_range(w, buf, cut, half, err, errn, status);
+        send_rc r = send_range(w, buf, cut, half, err, errn, status, done);
         if (r != SEND_OK)
             return r;
         return send_range(w, buf + cut, len - cut, count_lines(buf + cut, len - cut), err, errn,
-                          status);
+                          status, done);
     }
     return SEND_CONFIG; /* 401, 403, 404, other 3xx / 4xx: needs an operator */
 }
@@ -583,12 +611,14 @@ static int jitter(gw_influx_writer *w, int ms)
     return ms / 2 + (int)(rand_r(&w->rng) % (unsigned)(ms / 2 + 1));
 }
 
-/* Try to write one batch now. Updates state and the back-off. */
-static send_rc send_batch(gw_influx_writer *w, const char *buf, size_t len, uint32_t lines)
+/* Try to write one batch now. Updates state and the back-off; *done as in send_range. */
+static send_rc send_batch(gw_influx_writer *w, const char *buf, size_t len, uint32_t lines,
+                          size_t *done)
 {
     char err[200] = "";
     long status = 0;
-    send_rc r = send_range(w, buf, len, lines, err, sizeof err, &status);
+    *done = 0;
+    send_rc r = send_range(w, buf, len, lines, err, sizeof err, &status, done);
     if (r == SEND_OK) {
         w->attempts = 0;
         w->backoff_ms = 0;
@@ -633,21 +663,6 @@ static void spool_batch(gw_influx_writer *w, const char *buf, size_t len, uint32
 
 static size_t spool_count(gw_influx_writer *w) { return w->spool ? gw_spool_count(w->spool) : 0; }
 
-/* Hand the live batch on: straight to the server when nothing is spooled, else behind
- * the spooled ones. At stop, always to the spool. */
-static void flush_batch(gw_influx_writer *w, int stopping)
-{
-    if (w->batch_lines == 0)
-        return;
-    if (!stopping && spool_count(w) == 0 && gw_mono_ms() >= w->next_attempt) {
-        if (send_batch(w, w->batch, w->batch_len, w->batch_lines) != SEND_OK)
-            spool_batch(w, w->batch, w->batch_len, w->batch_lines);
-    } else
-        spool_batch(w, w->batch, w->batch_len, w->batch_lines);
-    w->batch_len = 0;
-    w->batch_lines = 0;
-}
-
 /* Replay spooled batches oldest first for at most DRAIN_BUDGET_MS. */
 static void drain_spool(gw_influx_writer *w)
 {
@@ -658,13 +673,101 @@ static void drain_spool(gw_influx_writer *w)
         int rc = gw_spool_peek(w->spool, &b);
         if (rc != 0)
             break;
-        send_rc r = send_batch(w, b.data, b.len, b.lines);
+        size_t done = 0;
+        send_rc r = send_batch(w, b.data, b.len, b.lines, &done);
         if (r == SEND_OK)
             gw_spool_delete(w->spool, b.id);
+        else if (done > 0 && done < b.len)
+            gw_spool_replace(w->spool, b.id, b.data + done, b.len - done,
+                             count_lines(b.data + done, b.len - done));
         gw_spool_batch_release(&b);
         if (r != SEND_OK)
             break;
     }
+}
+
+/* Sender thread: a full batch goes straight to the server when nothing is spooled,
+ * else behind the spooled ones; at stop, always to the spool. */
+static void deliver(gw_influx_writer *w, const char *buf, size_t len, uint32_t lines)
+{
+    if (!atomic_load(&w->stopping) && spool_count(w) == 0 && gw_mono_ms() >= w->next_attempt) {
+        size_t done = 0;
+        if (send_batch(w, buf, len, lines, &done) != SEND_OK && done < len)
+            spool_batch(w, buf + done, len - done, count_lines(buf + done, len - done));
+    } else
+        spool_batch(w, buf, len, lines);
+}
+
+/* Formatting thread: hand the live batch to the sender. Three buffers circulate (one
+ * being filled, one on the wire, one ready), so this waits only while the sender is
+ * busy with one batch and holds another. */
+static void flush_batch(gw_influx_writer *w)
+{
+    if (w->batch_lines == 0)
+        return;
+    pthread_mutex_lock(&w->hand_lock);
+    while (w->n_spare == 0)
+        pthread_cond_wait(&w->hand_cond, &w->hand_lock);
+    w->ready[w->n_ready].buf = w->batch;
+    w->ready[w->n_ready].len = w->batch_len;
+    w->ready[w->n_ready].lines = w->batch_lines;
+    w->n_ready++;
+    w->batch = w->spare[--w->n_spare];
+    w->spare[w->n_spare] = NULL;
+    pthread_cond_broadcast(&w->hand_cond);
+    pthread_mutex_unlock(&w->hand_lock);
+    w->batch_len = 0;
+    w->batch_lines = 0;
+}
+
+static void *sender_main(void *arg)
+{
+    gw_influx_writer *w = arg;
+    for (;;) {
+        pthread_mutex_lock(&w->hand_lock);
+        if (w->n_ready == 0 && !w->fmt_done) {
+            int64_t wait = 1000;
+            if (spool_count(w) > 0) {
+                int64_t t = w->next_attempt - gw_mono_ms();
+                wait = t < 0 ? 0 : (t < wait ? t : wait);
+            }
+            if (wait > 0) {
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                ts.tv_sec += wait / 1000;
+                ts.tv_nsec += (wait % 1000) * 1000000;
+                if (ts.tv_nsec >= 1000000000) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000;
+                }
+                pthread_cond_timedwait(&w->hand_cond, &w->hand_lock, &ts);
+            }
+        }
+        int have = w->n_ready > 0;
+        char *buf = NULL;
+        size_t len = 0;
+        uint32_t lines = 0;
+        if (have) {
+            buf = w->ready[0].buf;
+            len = w->ready[0].len;
+            lines = w->ready[0].lines;
+            w->ready[0] = w->ready[1];
+            w->n_ready--;
+        }
+        int done = !have && w->fmt_done;
+        pthread_mutex_unlock(&w->hand_lock);
+        if (have) {
+            deliver(w, buf, len, lines);
+            pthread_mutex_lock(&w->hand_lock);
+            w->spare[w->n_spare++] = buf;
+            pthread_cond_broadcast(&w->hand_cond);
+            pthread_mutex_unlock(&w->hand_lock);
+        }
+        if (done)
+            break;
+        drain_spool(w);
+    }
+    return NULL;
 }
 
 static void add_line(gw_influx_writer *w, const gw_lp_point *p)
@@ -685,7 +788,7 @@ static void add_line(gw_influx_writer *w, const gw_lp_point *p)
                 STAT_ADD(w, dropped_too_large, 1);
             break;
         }
-        flush_batch(w, atomic_load(&w->stopping));
+        flush_batch(w);
         sk = (gw_lp_skips){0};
     }
     if (sk.nonfinite || sk.bad_key)
@@ -693,7 +796,7 @@ static void add_line(gw_influx_writer *w, const gw_lp_point *p)
     size_t bl = w->ic->batch_lines > 0 ? (size_t)w->ic->batch_lines : 5000;
     size_t bb = w->ic->batch_bytes > 0 ? (size_t)w->ic->batch_bytes : 1048576;
     if (w->batch_lines >= bl || w->batch_len >= bb)
-        flush_batch(w, atomic_load(&w->stopping));
+        flush_batch(w);
 }
 
 /* Emit the pending line (the samples of one device at one timestamp), if any. */
@@ -765,13 +868,12 @@ static void *writer_main(void *arg)
         int64_t wait = 1000;
         if (w->batch_lines)
             wait = w->batch_deadline - now;
-        if (spool_count(w) > 0) {
-            int64_t t = w->next_attempt - now;
-            if (t < wait)
-                wait = t;
-        }
         if (wait < 0)
             wait = 0;
+        /* A line still collecting fields waits a little for the rest of its samples:
+         * emitting it on an instant timeout would split one point into two lines. */
+        if (w->n_pend && wait < 5)
+            wait = 5;
         int n = gw_queue_pop_many(w->queue, buf, POP_CHUNK, (int)wait);
         if (n > 0)
             consume(w, buf, (size_t)n);
@@ -779,14 +881,15 @@ static void *writer_main(void *arg)
             break;
         else
             emit_pending(w); /* the queue went quiet: the line is complete */
-        if (w->batch_lines && gw_mono_ms() >= w->batch_deadline) {
-            emit_pending(w);
-            flush_batch(w, 0);
-        }
-        drain_spool(w);
+        if (w->batch_lines && gw_mono_ms() >= w->batch_deadline)
+            flush_batch(w); /* the pending line goes into the next batch */
     }
     emit_pending(w);
-    flush_batch(w, 1);
+    flush_batch(w);
+    pthread_mutex_lock(&w->hand_lock);
+    w->fmt_done = 1;
+    pthread_cond_broadcast(&w->hand_cond);
+    pthread_mutex_unlock(&w->hand_lock);
     gw_free(buf);
     return NULL;
 }
@@ -796,11 +899,21 @@ int gw_influx_writer_start(gw_influx_writer *w)
     if (w->started)
         return 0;
     set_state(w, GW_INFLUX_OK, 0, NULL);
-    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+    if (pthread_create(&w->sender, NULL, sender_main, w) != 0) {
         set_state(w, GW_INFLUX_IDLE, 0, NULL);
         return GW_EIO;
     }
-    pthread_setname_np(w->thread, "cg-influx");
+    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+        pthread_mutex_lock(&w->hand_lock);
+        w->fmt_done = 1;
+        pthread_cond_broadcast(&w->hand_cond);
+        pthread_mutex_unlock(&w->hand_lock);
+        pthread_join(w->sender, NULL);
+        set_state(w, GW_INFLUX_IDLE, 0, NULL);
+        return GW_EIO;
+    }
+    pthread_setname_np(w->thread, "cg-influx-fmt");
+    pthread_setname_np(w->sender, "cg-influx-send");
     w->started = 1;
     return 0;
 }
@@ -813,6 +926,7 @@ void gw_influx_writer_stop(gw_influx_writer *w)
     gw_queue_shutdown(w->queue);
     if (w->started) {
         pthread_join(w->thread, NULL);
+        pthread_join(w->sender, NULL);
         w->started = 0;
         pthread_mutex_lock(&w->stats_lock);
         w->st.state = GW_INFLUX_IDLE;

@@ -17,6 +17,8 @@ static long scan_ident(const char *s, size_t n, size_t i, const char *stops, cha
     size_t start = i;
     while (i < n) {
         char c = s[i];
+        if ((unsigned char)c < 0x20 || c == 0x7f)
+            return -1; /* no control character in an identifier */
         if (c == '\\' && i + 1 < n && strchr(",= ", s[i + 1])) {
             i += 2;
             continue;
@@ -36,6 +38,8 @@ static int check_value(const char *s, size_t n, size_t *i)
 {
     if (s[*i] == '"') {
         for (size_t k = *i + 1; k < n; k++) {
+            if (((unsigned char)s[k] < 0x20 && s[k] != '\t') || s[k] == 0x7f)
+                return -1; /* only tabs inside quotes */
             if (s[k] == '\\') {
                 k++;
                 continue;
@@ -78,14 +82,6 @@ static void check_line(const char *s, size_t n)
     if (n == 0 || s[n - 1] != '\n' || memchr(s, '\n', n - 1) || s[0] == '#')
         abort();
     n--;
-    int in_str = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' && (i == 0 || s[i - 1] != '\\'))
-            in_str = !in_str;
-        if ((c < 0x20 && !(in_str && c == '\t')) || c == 0x7f)
-            abort();
-    }
     char stop;
     long i = scan_ident(s, n, 0, ", ", &stop);
     if (i < 0)

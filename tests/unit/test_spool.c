@@ -149,6 +149,23 @@ static void test_reopen(void **st)
         gw_spool_delete(sp, b.id);
         gw_spool_batch_release(&b);
     }
+    /* Replace keeps the position and adjusts the counts. */
+    assert_int_equal(gw_spool_append(sp, "r 1\nr 2\n", 8, 2), 0);
+    assert_int_equal(gw_spool_append(sp, "z 9\n", 4, 1), 0);
+    assert_int_equal(gw_spool_peek(sp, &b), 0);
+    assert_int_equal(gw_spool_replace(sp, b.id, "r 2\n", 4, 1), 0);
+    gw_spool_batch_release(&b);
+    assert_int_equal(gw_spool_peek(sp, &b), 0);
+    assert_memory_equal(b.data, "r 2\n", 4);
+    assert_int_equal(b.lines, 1);
+    gw_spool_stats_get(sp, &s);
+    assert_int_equal(s.lines, 2);
+    assert_int_equal(s.bytes, 8);
+    gw_spool_delete(sp, b.id);
+    gw_spool_batch_release(&b);
+    assert_int_equal(gw_spool_peek(sp, &b), 0);
+    gw_spool_delete(sp, b.id);
+    gw_spool_batch_release(&b);
     /* New ids keep growing after deletions (AUTOINCREMENT): order stays FIFO. */
     assert_int_equal(gw_spool_append(sp, "a 1\n", 4, 1), 0);
     assert_int_equal(gw_spool_append(sp, "b 2\n", 4, 1), 0);
