@@ -61,6 +61,16 @@ assert r["values"][0][1:] == [42.5, 7], r
 ' || fail "influx query did not return the point: $ans"
 info "influx write + query ok on $INFLUX_PORT"
 
+# --- loopback only: every socket the servers listen on is 127.0.0.1 ---------------------
+for pid in "$MOSQUITTO_PID" "$INFLUXD_PID"; do
+    listens=$(ss -Hltnp 2>/dev/null | grep "pid=$pid," | awk '{print $4}')
+    [[ -n $listens ]] || fail "pid $pid listens on nothing ss can see"
+    while read -r addr; do
+        [[ $addr == 127.0.0.1:* ]] || fail "pid $pid listens on $addr, not loopback"
+    done <<<"$listens"
+done
+info "servers listen on loopback only"
+
 # --- pty pair --------------------------------------------------------------------------
 start_socat_pty
 # Bytes written at one end come out of the other.

@@ -176,14 +176,15 @@ static void test_block_push_waits_for_room(void **state)
     assert_int_equal(gw_queue_push(q, &(int){7}, 0), 0);
     helper_arg a = {.q = q, .delay_ms = 150, .rc = 99, .timeout_ms = 0};
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, pop_later, &a), 0);
+    /* t0 before the thread exists: the pop cannot come sooner than 150 ms after it. */
     int64_t t0 = gw_mono_ms();
+    assert_int_equal(pthread_create(&th, NULL, pop_later, &a), 0);
     assert_int_equal(gw_queue_push(q, &(int){8}, 5000), 0);
     int64_t took = gw_mono_ms() - t0;
     pthread_join(th, NULL);
     assert_int_equal(a.rc, 0);
     assert_int_equal(a.value, 7);
-    assert_true(took >= 100);
+    assert_true(took >= 149);
     assert_true(took < 4000);
     int v;
     assert_int_equal(gw_queue_pop(q, &v, 0), 0);

@@ -246,7 +246,7 @@ static void test_clocks(void **state)
     /* Non-positive sleeps return at once. */
     gw_sleep_ms(0);
     gw_sleep_ms(-5);
-    assert_true(gw_mono_ms() - m1 < 100);
+    assert_true(gw_mono_ms() - m1 < 1000);
     /* Monotonic never goes back. */
     int64_t prev = gw_mono_us();
     for (int i = 0; i < 10000; i++) {
