@@ -98,7 +98,7 @@ typedef struct gw_gateway {
     size_t n_win, cap_win;
     /* counters */
     atomic_ullong ingest_samples, ingest_dropped, commit_errors;
-    atomic_int influx_fault;   /* gw_influx_state of the last fault callback */
+    atomic_int influx_fault;   /* 1 while InfluxDB answers 401/403/404 */
     gw_complaint queue_complaint;
 } gw_gateway;
 
@@ -680,7 +680,7 @@ static const char *http_unhealthy(void *ctx)
     gw_gateway *gw = ctx;
     if (atomic_load(&gw->stop))
         return "stopping\n";
-    if (atomic_load(&gw->influx_fault) == GW_INFLUX_CONFIG_FAULT)
+    if (atomic_load(&gw->influx_fault))
         return "influxdb configuration fault (see logs)\n";
     return NULL;
 }
@@ -689,9 +689,11 @@ static void influx_fault(void *ctx, int fault, int http_status, const char *msg)
 {
     gw_gateway *gw = ctx;
     atomic_store(&gw->influx_fault, fault);
-    if (fault == GW_INFLUX_CONFIG_FAULT)
+    if (fault)
         gw_error("influx", "configuration fault (HTTP %d): %s; telemetry is kept in the spool",
                  http_status, msg ? msg : "");
+    else
+        gw_notice("influx", "writes accepted again");
 }
 
 /* ---- start and stop ------------------------------------------------------------------ */
