@@ -154,4 +154,12 @@ rc=$?
 set -e
 [[ $rc == 2 ]] && grep -qF -- "--rtu: t: no RTU bus 't'" "$T/bad2.out" ||
     fail "--rtu on a TCP bus: exit $rc, $(cat "$T/bad2.out")"
+
+# ---- 6. the shipped demo scenario stays valid for the packaged config -----------------
+start_sim sim-demo -c "$CITYGATE_SRC/packaging/citygate.json" \
+    --scenario "$CITYGATE_SRC/devices/sim/scenarios/demo.json" \
+    --listen-override "field-tcp=$(free_port)" --speed 100
+wait_for "grep -q 'step 10:' $T/sim-demo.log" 10 || fail "demo scenario did not run its steps"
+stop_bg sim-demo
+[[ $STOP_RC == 0 ]] || fail "demo run exit status $STOP_RC"
 info "PASS"
