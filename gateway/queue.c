@@ -127,6 +127,59 @@ out:
     return rc;
 }
 
+int gw_queue_push_many(gw_queue *q, const void *items, size_t n, int timeout_ms)
+{
+    struct timespec dl;
+    if (timeout_ms > 0)
+        deadline_after(&dl, timeout_ms);
+    const unsigned char *src = items;
+    size_t done = 0;
+    int closed = 0;
+    pthread_mutex_lock(&q->lock);
+    while (done < n) {
+        if (q->closed) {
+            closed = 1;
+            break;
+        }
+        if (q->count == q->capacity) {
+            if (q->policy == GW_QUEUE_DROP_NEWEST) {
+                q->st.dropped += n - done;
+                break;
+            }
+            if (q->policy == GW_QUEUE_DROP_OLDEST) {
+                q->head = (q->head + 1) % q->capacity;
+                q->count--;
+                q->st.dropped++;
+            } else {
+                q->st.blocked++;
+                if (done)
+                    pthread_cond_broadcast(&q->not_empty); /* let consumers make room */
+                if (wait_on(q, &q->not_full, timeout_ms, &dl) == GW_ETIMEDOUT &&
+                    q->count == q->capacity) {
+                    q->st.dropped += n - done;
+                    break;
+                }
+                continue;
+            }
+        }
+        size_t tail = (q->head + q->count) % q->capacity;
+        memcpy(q->buf + tail * q->item_size, src + done * q->item_size, q->item_size);
+        q->count++;
+        q->st.pushed++;
+        if (q->count > q->st.high_water)
+            q->st.high_water = q->count;
+        done++;
+    }
+    if (done == 1)
+        pthread_cond_signal(&q->not_empty);
+    else if (done > 1)
+        pthread_cond_broadcast(&q->not_empty);
+    pthread_mutex_unlock(&q->lock);
+    if (closed && done == 0)
+        return GW_ECLOSED;
+    return (int)done;
+}
+
 int gw_queue_pop_many(gw_queue *q, void *items, size_t max, int timeout_ms)
 {
     if (max == 0)

@@ -33,6 +33,11 @@ void gw_queue_free(gw_queue *q);
  * Returns 0, GW_EFULL (dropped, counted), GW_ETIMEDOUT (blocking push timed out,
  * counted as dropped) or GW_ECLOSED. */
 int gw_queue_push(gw_queue *q, const void *item, int timeout_ms);
+/* Copy n items in under one lock and one wake-up of the consumers (a source handing
+ * over a whole poll cycle). Same policies as gw_queue_push; timeout_ms bounds the whole
+ * call. Returns the number pushed (n when all fit; the others were dropped and
+ * counted), or GW_ECLOSED if the queue was shut down before any was pushed. */
+int gw_queue_push_many(gw_queue *q, const void *items, size_t n, int timeout_ms);
 /* Copy the oldest item out. timeout_ms: 0 polls, <0 waits forever. Returns 0,
  * GW_ETIMEDOUT (empty) or GW_ECLOSED (shut down and drained). */
 int gw_queue_pop(gw_queue *q, void *item, int timeout_ms);

@@ -33,6 +33,7 @@ typedef struct mb_conn {
     int64_t key_ms;         /* heap key: earliest due device (p->mu) */
     int64_t reconnect_at_ms, backoff_ms;
     int consec_timeouts;
+    int suspect;            /* last service slow or a device not online (p->mu) */
     int64_t last_used_ms;
     mb_dev **devs;
     size_t n_devs;
@@ -52,6 +53,8 @@ struct mb_dev {
     int *status;            /* per read: 0, RD_UNTRIED or GW_E* */
     int *exc;               /* per read: exception code */
     int64_t *ts;            /* per read: acquisition time */
+    gw_sample *out;         /* one cycle's samples, handed over in one push */
+    size_t n_out;
     gw_mb_health health;    /* written by the polling thread under p->hmu */
     gw_complaint complaint;
 };
@@ -67,8 +70,11 @@ struct gw_poller {
     mb_dev **dev_by_cfg;    /* cfg->n_devices entries, NULL for non-Modbus */
     mb_conn **heap;
     size_t heap_n;
-    pthread_mutex_t mu;     /* heap, busy flags, stop */
-    pthread_cond_t cv;
+    pthread_mutex_t mu;     /* heap, busy flags, stop, has_leader */
+    pthread_cond_t cv;      /* idle workers */
+    pthread_cond_t cv_timer; /* the one worker sleeping until the earliest due time */
+    int has_leader;
+    int connecting;         /* connects in flight: each may take one descriptor (p->mu) */
     pthread_mutex_t hmu;    /* device health */
     pthread_t *threads;
     size_t n_threads;
@@ -235,21 +241,26 @@ static int conn_open(gw_poller *p, mb_conn *c, char *err, size_t errn)
             return rc;
         }
     }
-    /* libmodbus 3.1.6 select()s on its descriptor: one >= FD_SETSIZE aborts the
-     * process. Make room by closing an idle connection, else refuse and retry later. */
+    /* libmodbus 3.1.6 select()s on its descriptor (also inside modbus_connect): one
+     * >= FD_SETSIZE aborts the process. The next descriptor plus the connects already
+     * in flight on other workers must stay under the limit; make room by closing the
+     * least recently used idle connection, else refuse and retry on the backoff. */
+    pthread_mutex_lock(&p->mu);
+    int inflight = p->connecting++;
+    pthread_mutex_unlock(&p->mu);
     int fd = next_fd();
-    while (fd >= GW_POLLER_FD_LIMIT && evict_idle(p, c) == 0)
+    while (fd + inflight >= GW_POLLER_FD_LIMIT && evict_idle(p, c) == 0)
         fd = next_fd();
-    if (fd < 0 || fd >= GW_POLLER_FD_LIMIT) {
+    int rc = 0;
+    if (fd < 0 || fd + inflight >= GW_POLLER_FD_LIMIT) {
         cnt(&p->st.fd_refused, 1);
         snprintf(err, errn, "connect refused: descriptors would reach %d (libmodbus 3.1.6 "
                  "aborts at 1024); queued for retry", GW_POLLER_FD_LIMIT);
         c->backoff_ms = next_backoff(c->backoff_ms, b->reconnect_min_ms, b->reconnect_max_ms);
         c->reconnect_at_ms = now + jitter(c, c->backoff_ms);
         gw_complain(&c->complaint, 0, 10000, 600000, GW_LOG_WARN, AREA, "bus %s: %s", b->id, err);
-        return GW_EAGAIN;
-    }
-    if (modbus_connect(c->ctx) != 0) {
+        rc = GW_EAGAIN;
+    } else if (modbus_connect(c->ctx) != 0) {
         int e = errno;
         modbus_close(c->ctx); /* 3.1.6 may keep a half-made socket */
         cnt(&p->st.connect_failures, 1);
@@ -259,8 +270,13 @@ static int conn_open(gw_poller *p, mb_conn *c, char *err, size_t errn)
                  modbus_strerror(e));
         gw_complain(&c->complaint, 0, 5000, 600000, GW_LOG_WARN, AREA,
                     "bus %s: %s (retry in %lld ms)", b->id, err, (long long)c->backoff_ms);
-        return GW_EIO;
+        rc = GW_EIO;
     }
+    pthread_mutex_lock(&p->mu);
+    p->connecting--;
+    pthread_mutex_unlock(&p->mu);
+    if (rc != 0)
+        return rc;
     if (modbus_get_socket(c->ctx) >= GW_POLLER_FD_LIMIT) { /* raced with another thread */
         modbus_close(c->ctx);
         cnt(&p->st.fd_refused, 1);
@@ -374,21 +390,28 @@ static gw_value_type point_vtype(const gw_profile_point *pt)
     return GW_V_NUMBER;
 }
 
-static void emit(gw_poller *p, const mb_dev *d, const gw_profile_point *pt,
-                 const gw_point_value *v, gw_quality q, int64_t ts)
+static void emit(mb_dev *d, const gw_profile_point *pt, const gw_point_value *v, gw_quality q,
+                 int64_t ts)
 {
-    gw_sample s;
-    gw_sample_set(&s, d->dev->id, pt->field, v ? v->value : 0, pt->unit, q, ts);
-    s.device_idx = (uint32_t)d->cfg_idx;
-    s.type = v ? v->type : point_vtype(pt);
+    gw_sample *s = &d->out[d->n_out++];
+    gw_sample_set(s, d->dev->id, pt->field, v ? v->value : 0, pt->unit, q, ts);
+    s->device_idx = (uint32_t)d->cfg_idx;
+    s->type = v ? v->type : point_vtype(pt);
     if (v && v->type == GW_V_TEXT)
-        snprintf(s.text, sizeof s.text, "%s", v->text);
-    if (!isfinite(s.value))
-        s.value = 0; /* consumers see the quality; never a NaN on the wire */
-    if (gw_queue_push(p->q, &s, GW_POLLER_PUSH_TIMEOUT_MS) == 0)
-        cnt(&p->st.samples, 1);
-    else
-        cnt(&p->st.samples_dropped, 1);
+        memcpy(s->text, v->text, sizeof s->text);
+    if (!isfinite(s->value))
+        s->value = 0; /* consumers see the quality; never a NaN on the wire */
+}
+
+/* One push per cycle: one lock and one consumer wake-up instead of one per point. */
+static void flush_samples(gw_poller *p, mb_dev *d)
+{
+    int n = d->n_out ? gw_queue_push_many(p->q, d->out, d->n_out, GW_POLLER_PUSH_TIMEOUT_MS) : 0;
+    if (n < 0)
+        n = 0;
+    cnt(&p->st.samples, (uint64_t)n);
+    cnt(&p->st.samples_dropped, d->n_out - (size_t)n);
+    d->n_out = 0;
 }
 
 static gw_quality quality_of(int rc)
@@ -404,19 +427,19 @@ static void emit_all(gw_poller *p, mb_dev *d, int64_t fail_ts, int fail_rc)
         const gw_profile_point *pt = &prof->points[k];
         size_t r, off, dr = 0, doff = 0;
         if (gw_plan_locate(plan, plan->point_span[k], &r, &off) != 0) {
-            emit(p, d, pt, NULL, GW_Q_DECODE_ERROR, fail_ts);
+            emit(d, pt, NULL, GW_Q_DECODE_ERROR, fail_ts);
             continue;
         }
         if (d->status[r] != 0) {
             int rc = d->status[r] == RD_UNTRIED ? fail_rc : d->status[r];
-            emit(p, d, pt, NULL, quality_of(rc), d->status[r] == RD_UNTRIED ? fail_ts : d->ts[r]);
+            emit(d, pt, NULL, quality_of(rc), d->status[r] == RD_UNTRIED ? fail_ts : d->ts[r]);
             continue;
         }
         int dp = 0;
         if (pt->has_dp) {
             if (gw_plan_locate(plan, plan->dp_span[k], &dr, &doff) != 0 || d->status[dr] != 0) {
                 int rc = d->status[dr] == RD_UNTRIED ? fail_rc : d->status[dr];
-                emit(p, d, pt, NULL, quality_of(rc), d->ts[r]);
+                emit(d, pt, NULL, quality_of(rc), d->ts[r]);
                 continue;
             }
             dp = (int16_t)d->data[plan->reads[dr].data_off + doff];
@@ -425,11 +448,12 @@ static void emit_all(gw_poller *p, mb_dev *d, int64_t fail_ts, int fail_rc)
         const uint16_t *w = d->data + plan->reads[r].data_off + off;
         size_t avail = plan->reads[r].count - off;
         if (gw_profile_decode_point(pt, w, avail, dp, &v) != 0) {
-            emit(p, d, pt, NULL, GW_Q_DECODE_ERROR, d->ts[r]);
+            emit(d, pt, NULL, GW_Q_DECODE_ERROR, d->ts[r]);
             continue;
         }
-        emit(p, d, pt, &v, v.quality, d->ts[r]);
+        emit(d, pt, &v, v.quality, d->ts[r]);
     }
+    flush_samples(p, d);
 }
 
 /* ---- one device cycle ------------------------------------------------------------------ */
@@ -664,9 +688,33 @@ static void service_conn(gw_poller *p, mb_conn *c)
     }
 }
 
+/* Scheduling without a thread per connection and without a futex storm:
+ *  - one idle worker at a time (the leader) sleeps until the earliest due connection
+ *    (plus a small slack so devices due within it share one wake-up); the others wait
+ *    untimed;
+ *  - the worker that takes a connection keeps going: when it is done it takes the next
+ *    due one itself, like a plain polling loop, so healthy fast devices cost no
+ *    hand-over between threads;
+ *  - it wakes a helper only when parallelism pays: the next connection is already late
+ *    by more than its slack + GW_POLLER_HELP_LATE_MS, or the one it takes is suspect (a device on it is not
+ *    online, it is not connected, or its last service was slow). A device that turns
+ *    silent without warning thus delays the others once by at most its own deadline;
+ *    from its next cycle it is served in parallel. */
+#define GW_POLLER_HELP_LATE_MS 5
+#define GW_POLLER_PHASES 8
+#define GW_POLLER_SLOW_MS 20
+
+static int64_t slack_ms(const mb_conn *c)
+{
+    int64_t iv = c->n_devs ? c->devs[0]->interval_ms : 1000;
+    int64_t s = iv / 50;
+    return s > 20 ? 20 : s;
+}
+
 static void *worker_main(void *arg)
 {
     gw_poller *p = arg;
+    pthread_setname_np(pthread_self(), "cg-modbus");
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
         if (p->heap_n == 0) {
@@ -676,27 +724,45 @@ static void *worker_main(void *arg)
         mb_conn *c = p->heap[0];
         int64_t now = gw_mono_ms();
         if (c->key_ms > now) {
+            if (p->has_leader) {
+                pthread_cond_wait(&p->cv, &p->mu);
+                continue;
+            }
+            p->has_leader = 1;
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
-            int64_t wait = c->key_ms - now;
+            int64_t wait = c->key_ms - now + slack_ms(c);
             ts.tv_sec += wait / 1000;
             ts.tv_nsec += (wait % 1000) * 1000000L;
             if (ts.tv_nsec >= 1000000000L) {
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
             }
-            pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+            pthread_cond_timedwait(&p->cv_timer, &p->mu, &ts);
+            p->has_leader = 0;
             continue;
         }
         heap_pop(p);
         c->busy = 1;
+        if (p->heap_n > 0 && !p->has_leader &&
+            (c->suspect ||
+             p->heap[0]->key_ms + slack_ms(p->heap[0]) + GW_POLLER_HELP_LATE_MS <= now))
+            pthread_cond_signal(&p->cv);
         pthread_mutex_unlock(&p->mu);
+        int64_t t0 = gw_mono_ms();
         service_conn(p, c);
+        int slow = gw_mono_ms() - t0 > GW_POLLER_SLOW_MS;
         pthread_mutex_lock(&p->mu);
+        c->suspect = slow || !c->open;
+        for (size_t i = 0; i < c->n_devs && !c->suspect; i++) {
+            gw_mb_health_state st = c->devs[i]->health.state;
+            c->suspect = st != GW_MB_ONLINE && st != GW_MB_UNKNOWN;
+        }
         c->busy = 0;
         c->key_ms = conn_key(c);
         heap_push(p, c);
-        pthread_cond_signal(&p->cv);
+        if (p->has_leader && c->heap_pos == 0)
+            pthread_cond_signal(&p->cv_timer); /* earlier than what the leader waits for */
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -727,6 +793,7 @@ int gw_poller_new(const gw_config *cfg, gw_queue *samples, gw_poller **out)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&p->cv, &ca);
+    pthread_cond_init(&p->cv_timer, &ca);
     pthread_condattr_destroy(&ca);
 
     p->profiles = gw_calloc(cfg->n_profiles ? cfg->n_profiles : 1, sizeof *p->profiles);
@@ -795,7 +862,8 @@ int gw_poller_new(const gw_config *cfg, gw_queue *samples, gw_poller **out)
         d->status = gw_calloc(cap, sizeof *d->status);
         d->exc = gw_calloc(cap, sizeof *d->exc);
         d->ts = gw_calloc(cap, sizeof *d->ts);
-        if (!d->data || !d->status || !d->exc || !d->ts)
+        d->out = gw_calloc(d->prof->n_points, sizeof *d->out);
+        if (!d->data || !d->status || !d->exc || !d->ts || !d->out)
             goto fail;
         p->dev_by_cfg[i] = d;
         d->conn->n_devs++;
@@ -811,12 +879,15 @@ int gw_poller_new(const gw_config *cfg, gw_queue *samples, gw_poller **out)
         }
         c->n_devs = 0;
     }
-    /* Spread first polls over each device's interval so 1,000 devices do not all fire
-     * in the first millisecond; the order is the config's, so it is reproducible. */
+    /* Spread first polls over GW_POLLER_PHASES phases of each device's interval, so
+     * 1,000 devices do not all fire in the same millisecond, yet the devices of one
+     * phase share one wake-up of one worker (a wake-up per device cost more CPU than
+     * its requests). Round-robin in config order: reproducible, and the devices of one
+     * serial line land in different phases. */
     for (size_t i = 0; i < nd; i++) {
         mb_dev *d = &p->devs[i];
         d->conn->devs[d->conn->n_devs++] = d;
-        d->due_ms = start + (int64_t)((i * (uint64_t)d->interval_ms) / (nd ? nd : 1));
+        d->due_ms = start + (int64_t)((i % GW_POLLER_PHASES) * (uint64_t)d->interval_ms / GW_POLLER_PHASES);
     }
     *out = p;
     return 0;
@@ -876,6 +947,7 @@ void gw_poller_stop(gw_poller *p)
     pthread_mutex_lock(&p->mu);
     __atomic_store_n(&p->stop, 1, __ATOMIC_RELAXED);
     pthread_cond_broadcast(&p->cv);
+    pthread_cond_broadcast(&p->cv_timer);
     pthread_mutex_unlock(&p->mu);
     for (size_t i = 0; i < p->n_threads; i++)
         pthread_join(p->threads[i], NULL);
@@ -906,6 +978,7 @@ void gw_poller_free(gw_poller *p)
         gw_free(d->status);
         gw_free(d->exc);
         gw_free(d->ts);
+        gw_free(d->out);
     }
     for (size_t i = 0; p->profiles && i < p->cfg->n_profiles; i++)
         gw_profile_free(p->profiles[i]);
@@ -917,6 +990,7 @@ void gw_poller_free(gw_poller *p)
     pthread_mutex_destroy(&p->mu);
     pthread_mutex_destroy(&p->hmu);
     pthread_cond_destroy(&p->cv);
+    pthread_cond_destroy(&p->cv_timer);
     gw_free(p);
 }
 
@@ -1001,17 +1075,23 @@ int gw_modbus_check(const gw_config *cfg, gw_cfgerr *errs)
         const gw_profile *prof = parsed[pi];
         if (!prof)
             continue;
+        /* A silent device holds its connection for one response timeout per attempt:
+         * an interval shorter than that cannot be kept even by the first attempt. */
         int rt = b->response_timeout_ms > 0 ? b->response_timeout_ms : 500;
+        if (d->interval_ms > 0 && d->interval_ms < rt) {
+            snprintf(path, sizeof path, "devices[%zu].interval_ms", i);
+            gw_cfgerr_add(errs, cfg->file, path,
+                          "%d ms is shorter than response_timeout_ms %d of bus \"%s\"",
+                          d->interval_ms, rt, b->id);
+            bad = 1;
+        }
         gw_plan *plan = NULL;
         if (gw_plan_build(prof, b->max_gap, &plan) == 0) {
-            long worst = (long)rt * (long)plan->n_reads;
-            if (d->interval_ms > 0 && worst > d->interval_ms) {
-                snprintf(path, sizeof path, "devices[%zu].interval_ms", i);
-                gw_cfgerr_add(errs, cfg->file, path,
-                              "%d ms is shorter than %zu reads x response_timeout_ms %d of bus "
-                              "\"%s\": cycles would overrun", d->interval_ms, plan->n_reads, rt, b->id);
-                bad = 1;
-            }
+            long worst = (long)rt * (long)plan->n_reads * (1L + (b->retries > 0 ? b->retries : 0));
+            if (d->interval_ms > 0 && worst > d->interval_ms)
+                gw_notice(AREA, "device %s: %zu reads x %d ms timeout x %d attempts exceed its "
+                          "%d ms interval when the device is slow; cycles are then cut at the interval",
+                          d->id, plan->n_reads, rt, 1 + (b->retries > 0 ? b->retries : 0), d->interval_ms);
             gw_plan_free(plan);
         }
         if (b->type == GW_BUS_RTU && prof->default_baud && b->baud && prof->default_baud != b->baud)

@@ -54,7 +54,8 @@
 
 #define GW_POLLER_MAX_WORKERS 32
 #define GW_POLLER_OFFLINE_AFTER 3     /* consecutive unanswered cycles */
-#define GW_POLLER_FD_LIMIT 1000       /* keep libmodbus descriptors below this (< 1024) */
+#define GW_POLLER_FD_LIMIT 1008       /* descriptors + connects in flight stay below this:
+                                         16 spare under 1024 for other threads */
 #define GW_POLLER_PUSH_TIMEOUT_MS 200 /* bounded wait on a full sample queue, then drop */
 
 typedef enum {

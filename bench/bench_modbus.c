@@ -1,0 +1,387 @@
+/* Modbus polling benchmark: D simulated TCP devices (one endpoint each, as in
+ * reference/measured-here.md), each with 2 blocks of 10 holding registers, polled every
+ * interval for S seconds,
+ *   (a) by citygate's poller (profile -> plan -> bounded worker pool -> samples queue,
+ *       samples drained by a consumer thread as the engine would), and
+ *   (b) by a raw libmodbus loop (one thread, one connection per device, 2 block reads
+ *       per device per interval, nothing decoded),
+ * side by side in one run. Each client runs in its own forked process so CPU time and
+ * max RSS are its own; the devices are served by a separate process (an epoll Modbus
+ * TCP server written here, so the server's cost is not counted).
+ *
+ *   bench_modbus [--devices 50,200,1000] [--seconds 10] [--interval-ms 1000]
+ *
+ * Prints per D: requests per device-cycle, requests/s, registers/s, CPU s per 10,000
+ * registers, max RSS, and the poller/raw ratios. Goal (issue 3): requests per cycle no
+ * more than the best plan (2), CPU within 1.5x of the raw loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <modbus/modbus.h>
+
+#include "check.h"
+#include "config.h"
+#include "log.h"
+#include "modbus/poller.h"
+#include "queue.h"
+#include "timeutil.h"
+
+#define MAXD 1000
+
+/* ---- the simulated field: one listening port per device, epoll, FC03/FC04 ---------- */
+
+typedef struct conn_buf {
+    uint8_t in[300];
+    size_t n;
+} conn_buf;
+
+static void serve(int *lfd, int nd) __attribute__((noreturn));
+static void serve(int *lfd, int nd)
+{
+    int ep = epoll_create1(0);
+    for (int i = 0; i < nd; i++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)lfd[i] | (1ull << 40)};
+        epoll_ctl(ep, EPOLL_CTL_ADD, lfd[i], &ev);
+    }
+    conn_buf *bufs = calloc(65536, sizeof *bufs);
+    struct epoll_event evs[256];
+    for (;;) {
+        int n = epoll_wait(ep, evs, 256, -1);
+        for (int i = 0; i < n; i++) {
+            int fd = (int)(evs[i].data.u64 & 0xFFFFFFFF);
+            if (evs[i].data.u64 >> 40) {
+                int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK);
+                if (c >= 0 && c < 65536) {
+                    int one = 1;
+                    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                    bufs[c].n = 0;
+                    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)c};
+                    epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev);
+                } else if (c >= 0) {
+                    close(c);
+                }
+                continue;
+            }
+            conn_buf *b = &bufs[fd];
+            ssize_t r = read(fd, b->in + b->n, sizeof b->in - b->n);
+            if (r <= 0) {
+                close(fd);
+                continue;
+            }
+            b->n += (size_t)r;
+            while (b->n >= 12) { /* MBAP(7) + fc + addr + qty */
+                size_t len = 6 + (size_t)(b->in[4] << 8 | b->in[5]);
+                if (len > sizeof b->in) {
+                    b->n = 0;
+                    break;
+                }
+                if (b->n < len)
+                    break;
+                uint8_t out[300];
+                unsigned fc = b->in[7], addr = (unsigned)(b->in[8] << 8 | b->in[9]);
+                unsigned qty = (unsigned)(b->in[10] << 8 | b->in[11]);
+                size_t o;
+                memcpy(out, b->in, 7);
+                if ((fc == 3 || fc == 4) && qty >= 1 && qty <= 125) {
+                    out[7] = (uint8_t)fc;
+                    out[8] = (uint8_t)(2 * qty);
+                    for (unsigned k = 0; k < qty; k++) {
+                        unsigned v = (addr + k) * 7 + (unsigned)fd;
+                        out[9 + 2 * k] = (uint8_t)(v >> 8);
+                        out[10 + 2 * k] = (uint8_t)v;
+                    }
+                    o = 9 + 2 * qty;
+                } else {
+                    out[7] = (uint8_t)(fc | 0x80);
+                    out[8] = 1;
+                    o = 9;
+                }
+                out[4] = (uint8_t)((o - 6) >> 8);
+                out[5] = (uint8_t)(o - 6);
+                if (write(fd, out, o) < 0) {
+                    /* the client went away; the next read closes it */
+                }
+                memmove(b->in, b->in + len, b->n - len);
+                b->n -= len;
+            }
+        }
+    }
+}
+
+/* ---- the clients -------------------------------------------------------------------- */
+
+typedef struct result {
+    double requests, registers, seconds, device_cycles;
+    double cpu_s;      /* whole process (wait4) */
+    double cpu_poll_s; /* from the start of polling (config loading excluded) */
+    long maxrss_kb;
+    double csw; /* voluntary context switches */
+} result;
+
+static double cpu_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void raw_loop(const int *ports, int nd, double seconds, int interval_ms, int out_fd)
+{
+    static modbus_t *ctx[MAXD];
+    uint16_t regs[125];
+    result r = {0};
+    double c0 = cpu_now();
+    for (int i = 0; i < nd; i++) {
+        char port[16];
+        snprintf(port, sizeof port, "%d", ports[i]);
+        ctx[i] = modbus_new_tcp_pi("127.0.0.1", port);
+        modbus_set_slave(ctx[i], 1);
+        if (modbus_connect(ctx[i]) != 0) {
+            fprintf(stderr, "raw: connect %d: %s\n", ports[i], modbus_strerror(errno));
+            _exit(1);
+        }
+    }
+    int64_t t0 = now_us(), next = t0;
+    while (now_us() - t0 < (int64_t)(seconds * 1e6)) {
+        for (int i = 0; i < nd; i++) {
+            if (modbus_read_registers(ctx[i], 0, 10, regs) == 10) {
+                r.requests++;
+                r.registers += 10;
+            }
+            if (modbus_read_registers(ctx[i], 100, 10, regs) == 10) {
+                r.requests++;
+                r.registers += 10;
+            }
+            r.device_cycles++;
+        }
+        next += (int64_t)interval_ms * 1000;
+        int64_t w = next - now_us();
+        if (w > 0)
+            usleep((useconds_t)w);
+    }
+    r.seconds = (double)(now_us() - t0) / 1e6;
+    r.cpu_poll_s = cpu_now() - c0;
+    if (write(out_fd, &r, sizeof r) != (ssize_t)sizeof r)
+        _exit(1);
+    _exit(0);
+}
+
+static void poller_run(const char *cfg_file, double seconds, int out_fd)
+{
+    gw_cfgerr errs = {0};
+    gw_config *cfg = NULL;
+    gw_log_set_level(GW_LOG_WARN);
+    if (gw_config_load_checked(cfg_file, &errs, &cfg) != 0) {
+        gw_cfgerr_print(&errs, 2);
+        _exit(1);
+    }
+    gw_log_set_level(GW_LOG_WARN);
+    gw_queue *q = NULL;
+    gw_poller *p = NULL;
+    double c0 = cpu_now();
+    if (gw_queue_new(65536, sizeof(gw_sample), GW_QUEUE_BLOCK, &q) != 0 ||
+        gw_poller_new(cfg, q, &p) != 0 || gw_poller_start(p) != 0)
+        _exit(1);
+    static gw_sample s[1024];
+    int64_t t0 = now_us();
+    while (now_us() - t0 < (int64_t)(seconds * 1e6))
+        if (getenv("BENCH_LAZY")) { if (gw_queue_pop_many(q, s, 1024, 0) < 1024) usleep(10000); } else (void)gw_queue_pop_many(q, s, 1024, 50);
+    gw_poller_stop(p);
+    double c1 = cpu_now();
+    gw_poller_stats st;
+    gw_poller_stats_get(p, &st);
+    result r = {0};
+    r.seconds = (double)(now_us() - t0) / 1e6;
+    r.requests = (double)st.requests;
+    r.registers = (double)st.registers;
+    r.device_cycles = (double)st.cycles;
+    r.cpu_poll_s = c1 - c0;
+    fprintf(stderr, "  (poller: %u workers, %llu connects, %llu disconnects, %llu fd-refused, "
+            "%llu timeouts, %llu samples dropped, %llu slots missed)\n", st.workers,
+            (unsigned long long)st.connects, (unsigned long long)st.disconnects,
+            (unsigned long long)st.fd_refused, (unsigned long long)st.timeouts,
+            (unsigned long long)st.samples_dropped, (unsigned long long)st.cycles_late);
+    if (write(out_fd, &r, sizeof r) != (ssize_t)sizeof r)
+        _exit(1);
+    _exit(0);
+}
+
+typedef enum { RUN_RAW, RUN_POLLER } run_kind;
+
+static int run_child(run_kind k, const int *ports, int nd, const char *cfg, double seconds,
+                     int interval_ms, result *out)
+{
+    int pfd[2];
+    if (pipe(pfd) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(pfd[0]);
+        if (k == RUN_RAW)
+            raw_loop(ports, nd, seconds, interval_ms, pfd[1]);
+        else
+            poller_run(cfg, seconds, pfd[1]);
+    }
+    close(pfd[1]);
+    ssize_t n = read(pfd[0], out, sizeof *out);
+    close(pfd[0]);
+    int status;
+    struct rusage ru;
+    if (wait4(pid, &status, 0, &ru) < 0 || n != (ssize_t)sizeof *out)
+        return -1;
+    out->cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+                 (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+    out->maxrss_kb = ru.ru_maxrss;
+    out->csw = (double)ru.ru_nvcsw;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+static int write_config(const char *dir, const int *ports, int nd, int interval_ms, char *cfg, size_t n)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/bench-2x10.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "{\"name\":\"bench-2x10\",\"points\":[");
+    for (int i = 0; i < 20; i++)
+        fprintf(f, "%s{\"field\":\"r%d\",\"table\":\"holding\",\"address\":%d,\"type\":\"u16\",\"scale\":0.1}",
+                i ? "," : "", i, i < 10 ? i : 100 + i - 10);
+    fprintf(f, "]}\n");
+    fclose(f);
+    snprintf(cfg, n, "%s/bench.json", dir);
+    f = fopen(cfg, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "{\"gateway\":{\"id\":\"GW-500103-0099\",\"admin_code\":\"500103\",\"data_dir\":\"%s\","
+               "\"log_level\":\"warn\"},\"paths\":{\"profiles\":\"%s\",\"rules\":\"%s\"},\"http\":{\"enabled\":false},"
+               "\"buses\":[", dir, dir, dir);
+    for (int i = 0; i < nd; i++)
+        fprintf(f, "%s{\"id\":\"b%d\",\"type\":\"tcp\",\"host\":\"127.0.0.1\",\"port\":%d,\"response_timeout_ms\":1000}",
+                i ? "," : "", i, ports[i]);
+    fprintf(f, "],\"devices\":[");
+    for (int i = 0; i < nd; i++)
+        fprintf(f, "%s{\"id\":\"d%d\",\"kind\":\"lamp\",\"interval_ms\":%d,\"rule_sets\":[],"
+                   "\"modbus\":{\"bus\":\"b%d\",\"unit_id\":1,\"profile\":\"bench-2x10\"},"
+                   "\"component\":{\"code\":\"500103011800%04d\",\"grid\":\"500103001002003\"}}",
+                i ? "," : "", i, interval_ms, i, i);
+    fprintf(f, "]}\n");
+    fclose(f);
+    return 0;
+}
+
+static void print_row(const char *name, const result *r)
+{
+    double cpu10k = r->registers > 0 ? r->cpu_poll_s / (r->registers / 1e4) : 0;
+    double all10k = r->registers > 0 ? r->cpu_s / (r->registers / 1e4) : 0;
+    printf("  %-8s %9.2f %11.0f %12.0f %12.4f %12.4f %9.1f %9.0f\n", name,
+           r->device_cycles > 0 ? r->requests / r->device_cycles : 0, r->requests / r->seconds,
+           r->registers / r->seconds, cpu10k, all10k, r->maxrss_kb / 1024.0, r->csw / r->seconds);
+}
+
+int main(int argc, char **argv)
+{
+    const char *list = "50,200,1000";
+    double seconds = 10;
+    int interval_ms = 1000;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--devices") == 0 && i + 1 < argc)
+            list = argv[++i];
+        else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
+            seconds = atof(argv[++i]);
+        else if (strcmp(argv[i], "--interval-ms") == 0 && i + 1 < argc)
+            interval_ms = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: bench_modbus [--devices 50,200,1000] [--seconds S] [--interval-ms N]\n");
+            return 2;
+        }
+    }
+    /* The server process holds 2 descriptors per device. */
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+
+    char dir[] = "/tmp/bench_modbus.XXXXXX";
+    if (!mkdtemp(dir))
+        return 1;
+    printf("bench_modbus: %g s per run, interval %d ms, 2 blocks x 10 holding registers per device\n",
+           seconds, interval_ms);
+    printf("  %-8s %9s %11s %12s %12s %12s %9s %9s\n", "client", "req/cycle", "requests/s",
+           "registers/s", "CPU s/10k", "(w/ start)", "RSS MB", "csw/s");
+    char *copy = strdup(list);
+    int rc = 0;
+    for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
+        int nd = atoi(tok);
+        if (nd < 1 || nd > MAXD)
+            continue;
+        static int lfd[MAXD], ports[MAXD];
+        for (int i = 0; i < nd; i++) {
+            lfd[i] = socket(AF_INET, SOCK_STREAM, 0);
+            struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+            socklen_t al = sizeof a;
+            if (bind(lfd[i], (struct sockaddr *)&a, sizeof a) != 0 || listen(lfd[i], 64) != 0 ||
+                getsockname(lfd[i], (struct sockaddr *)&a, &al) != 0) {
+                perror("bench_modbus: listen");
+                return 1;
+            }
+            ports[i] = ntohs(a.sin_port);
+        }
+        pid_t srv = fork();
+        if (srv == 0)
+            serve(lfd, nd);
+        for (int i = 0; i < nd; i++)
+            close(lfd[i]);
+        char cfg[600];
+        write_config(dir, ports, nd, interval_ms, cfg, sizeof cfg);
+        result raw = {0}, pol = {0};
+        printf("D = %d\n", nd);
+        if (run_child(RUN_RAW, ports, nd, cfg, seconds, interval_ms, &raw) != 0) {
+            fprintf(stderr, "bench_modbus: raw loop failed at D=%d\n", nd);
+            rc = 1;
+        }
+        if (run_child(RUN_POLLER, ports, nd, cfg, seconds, interval_ms, &pol) != 0) {
+            fprintf(stderr, "bench_modbus: poller failed at D=%d\n", nd);
+            rc = 1;
+        }
+        kill(srv, SIGKILL);
+        waitpid(srv, NULL, 0);
+        print_row("raw", &raw);
+        print_row("citygate", &pol);
+        double cr = raw.registers > 0 && pol.registers > 0
+                        ? (pol.cpu_poll_s / pol.registers) / (raw.cpu_poll_s / raw.registers) : 0;
+        printf("  ratio citygate/raw: registers/s %.3f, CPU per register %.2fx (goal <= 1.5x), "
+               "requests per cycle %.2f (best plan 2)\n",
+               raw.registers > 0 ? pol.registers / raw.registers : 0, cr,
+               pol.device_cycles > 0 ? pol.requests / pol.device_cycles : 0);
+        fflush(stdout);
+    }
+    free(copy);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        rc = 1;
+    return rc;
+}
