@@ -257,15 +257,26 @@ print(s.getsockname()[1])')
 
 # ---- mosquitto -----------------------------------------------------------------------
 
-# start_mosquitto [PORT]: a private broker on 127.0.0.1 (anonymous, no persistence).
+# start_mosquitto [PORT]: a private broker on 127.0.0.1 (anonymous; no persistence, or
+# with MOSQUITTO_PERSISTENCE=1 sessions and retained messages kept in $T/mosquitto-db
+# across restart_mosquitto, saved every second and at a clean stop).
 # Exports MQTT_PORT, MQTT_URL (tcp://127.0.0.1:PORT), MOSQUITTO_PID. Log: $T/mosquitto.log.
 start_mosquitto() {
-    local port=${1:-${MQTT_PORT:-}}
+    local port=${1:-${MQTT_PORT:-}} persist="persistence false"
     [[ -n $port ]] || port=$(free_port)
+    if [[ ${MOSQUITTO_PERSISTENCE:-0} == 1 ]]; then
+        mkdir -p "$T/mosquitto-db"
+        persist="persistence true
+persistence_location $T/mosquitto-db/
+autosave_interval 1"
+    fi
+    # "user": as root, mosquitto would switch to the mosquitto user, which cannot write
+    # into the private temp dir.
     cat >"$T/mosquitto.conf" <<EOF
 listener $port 127.0.0.1
 allow_anonymous true
-persistence false
+user $(id -un)
+$persist
 log_dest file $T/mosquitto.log
 log_type error
 log_type warning

@@ -48,6 +48,16 @@ pid_alive "$old_pid" && fail "old mosquitto $old_pid survived restart"
 mqtt_roundtrip "$MQTT_PORT" "citygate/test/after-restart"
 info "mqtt round trip ok after restart"
 
+# With persistence, a retained message survives a broker restart (TERM saves it).
+stop_mosquitto
+MOSQUITTO_PERSISTENCE=1 start_mosquitto "$MQTT_PORT"
+mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -t citygate/test/kept -q 1 -r -m kept-across-restart
+MOSQUITTO_PERSISTENCE=1 restart_mosquitto
+got=$(mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -t citygate/test/kept -C 1 -W 5) ||
+    fail "retained message lost across a persistent restart"
+[[ $got == kept-across-restart ]] || fail "persistent restart kept '$got'"
+info "persistent broker kept a retained message across restart"
+
 # --- influxd ---------------------------------------------------------------------------
 start_influxd
 ts=$(($(date +%s) * 1000000000))
