@@ -17,6 +17,7 @@
 #include <string.h>
 
 #define RING 8
+#define ARING 16 /* rate anchors: samples kept every window / 8, two windows deep */
 
 typedef struct field_rt {
     char name[GW_FIELD_MAX];
@@ -33,6 +34,12 @@ typedef struct field_rt {
     int64_t rts[RING];
     double rv[RING];
     uint8_t rn, rhead;       /* ring count and next slot */
+    /* Rate anchors: good samples at least astep apart (the smallest rate window on
+     * this field / 8), so a rate spans most of its window whatever the polling rate. */
+    int64_t ats[ARING];
+    double av[ARING];
+    uint8_t an, ahead;
+    int64_t astep;           /* 0: no rate condition reads this field */
     uint32_t *trig;          /* instance indexes evaluated on a sample of this field */
     size_t n_trig;
 } field_rt;
@@ -155,18 +162,21 @@ static int derived_should_be_on(const gw_engine *e, const dev_rt *d, int64_t t)
 
 /* ---- evaluation -------------------------------------------------------------------------- */
 
-/* Rate of change per minute of field f at its latest sample: against the oldest sample
- * within the window, else the newest older one if not older than two windows. */
+/* Rate of change per minute of field f at its latest good sample, against the oldest
+ * anchor within the window (else, for a slow reporter, the newest one not older than
+ * two windows). The span must cover at least half the window: over a few seconds, the
+ * noise of a healthy reading extrapolated to a minute looks like a burst. Returns 1 with
+ * *out, or 0 when there is not yet enough history (unknown). */
 static int field_rate(const field_rt *f, int64_t window_us, double *out)
 {
-    if (f->rn < 2)
+    if (f->rn < 1 || f->an < 1)
         return 0;
     int newest = (f->rhead + RING - 1) % RING;
     int64_t t = f->rts[newest];
     int best = -1;
-    for (int k = 1; k < f->rn; k++) {
-        int i = (newest + RING - k) % RING;
-        int64_t age = t - f->rts[i];
+    for (int k = 0; k < f->an; k++) { /* newest anchor first */
+        int i = (f->ahead + ARING - 1 - k) % ARING;
+        int64_t age = t - f->ats[i];
         if (age <= 0)
             continue;
         if (age <= window_us || (best < 0 && age <= 2 * window_us))
@@ -174,10 +184,10 @@ static int field_rate(const field_rt *f, int64_t window_us, double *out)
         if (age > window_us)
             break;
     }
-    if (best < 0)
+    if (best < 0 || t - f->ats[best] < window_us / 2)
         return 0;
-    double dt_min = (double)(t - f->rts[best]) / 60e6;
-    *out = (f->rv[newest] - f->rv[best]) / dt_min;
+    double dt_min = (double)(t - f->ats[best]) / 60e6;
+    *out = (f->rv[newest] - f->av[best]) / dt_min;
     return 1;
 }
 
@@ -191,27 +201,48 @@ static int match_value(const gw_cond *k, const field_rt *f)
     return 0;
 }
 
+/* 1 met, 0 not met, -1 unknown: the latest sample is of bad quality, or (a rate) has
+ * too little history. Unknown holds a level where it was: a comm error or an
+ * out-of-range reading neither raises nor clears an alarm (the stale and quality rules
+ * speak for bad data). all / any combine unknowns as three-valued logic. */
 static int eval_cond(const gw_engine *e, const dev_rt *d, const int16_t *fmap, const gw_rule_inst *ri,
                      const gw_cond *k, const gw_level *lv, int on, int64_t t)
 {
     const field_rt *f = k->n_fields ? &d->fields[fmap[k->fields[0]]] : NULL;
+    int res;
     switch (k->op) {
     case GW_OP_ALL:
-        for (size_t i = 0; i < k->n_kids; i++)
-            if (!eval_cond(e, d, fmap, ri, &k->kids[i], lv, on, t))
+        res = 1;
+        for (size_t i = 0; i < k->n_kids; i++) {
+            int r = eval_cond(e, d, fmap, ri, &k->kids[i], lv, on, t);
+            if (r == 0)
                 return 0;
-        return 1;
+            if (r < 0)
+                res = -1;
+        }
+        return res;
     case GW_OP_ANY:
-        for (size_t i = 0; i < k->n_kids; i++)
-            if (eval_cond(e, d, fmap, ri, &k->kids[i], lv, on, t))
+        res = 0;
+        for (size_t i = 0; i < k->n_kids; i++) {
+            int r = eval_cond(e, d, fmap, ri, &k->kids[i], lv, on, t);
+            if (r > 0)
                 return 1;
-        return 0;
+            if (r < 0)
+                res = -1;
+        }
+        return res;
     case GW_OP_STALE: {
         /* Against the latest time seen, so a late-stamped sample cannot make a silent
          * device look fresh or a fresh one stale. */
         int64_t last = f ? f->last_good : d->last_good;
-        if (!last)
+        if (!last) {
+            /* Nothing good since the start. A stale alarm restored active stays active
+             * until the device proves itself alive (no clear-and-raise-again after a
+             * restart); otherwise staleness counts from the start. */
+            if (on)
+                return 1;
             last = e->t0;
+        }
         return (t > e->clock ? t : e->clock) - last >= k->for_us;
     }
     case GW_OP_QUALITY: {
@@ -236,11 +267,15 @@ static int eval_cond(const gw_engine *e, const dev_rt *d, const int16_t *fmap, c
     if (f->derived) {
         int sbo = derived_should_be_on(e, d, t);
         if (sbo < 0)
-            return 0;
+            return -1;
         x = sbo;
     } else {
-        if (!f->seen || f->quality != GW_Q_GOOD)
+        /* Never sampled: a field this device does not report (an "any" over optional
+         * fields must still clear). Sampled, but bad or never good: unknown. */
+        if (!f->ts)
             return 0;
+        if (!f->seen || f->quality != GW_Q_GOOD)
+            return -1;
         x = f->value;
     }
     if (k->op == GW_OP_EQ || k->op == GW_OP_NE || k->op == GW_OP_IN || k->op == GW_OP_NOT_IN) {
@@ -254,7 +289,7 @@ static int eval_cond(const gw_engine *e, const dev_rt *d, const int16_t *fmap, c
     if (f->is_text)
         return 0;
     if (k->rate && !field_rate(f, k->window_us, &x))
-        return 0;
+        return -1;
     if (k->op == GW_OP_BETWEEN) {
         double db = on ? k->deadband : 0;
         return x >= k->low - db && x <= k->high + db;
@@ -374,9 +409,11 @@ static uint32_t eval_levels(const gw_engine *e, const dev_rt *d, size_t ii, int6
     const gw_rule_inst *ri = &d->inst[ii];
     const gw_alarm *a = &d->alarms[ii];
     uint32_t mask = 0;
-    for (int l = 0; l < ri->n_levels; l++)
-        if (eval_cond(e, d, d->fmap[ii], ri, &ri->root, &ri->levels[l], a->lv[l].on, t))
+    for (int l = 0; l < ri->n_levels; l++) {
+        int r = eval_cond(e, d, d->fmap[ii], ri, &ri->root, &ri->levels[l], a->lv[l].on, t);
+        if (r > 0 || (r < 0 && a->lv[l].raw))
             mask |= 1u << l;
+    }
     return mask;
 }
 
@@ -429,6 +466,13 @@ int gw_engine_on_sample(gw_engine *e, const gw_sample *s)
                 f->rhead = (uint8_t)((f->rhead + 1) % RING);
                 if (f->rn < RING)
                     f->rn++;
+                if (f->astep && (!f->an || t - f->ats[(f->ahead + ARING - 1) % ARING] >= f->astep)) {
+                    f->ats[f->ahead] = t;
+                    f->av[f->ahead] = v;
+                    f->ahead = (uint8_t)((f->ahead + 1) % ARING);
+                    if (f->an < ARING)
+                        f->an++;
+                }
             }
             f->value = v;
             f->is_text = txt;
@@ -745,9 +789,16 @@ static int push_idx(uint32_t **arr, size_t *n, uint32_t v)
     return 0;
 }
 
-/* Stuck tolerance of a field: the smallest any stuck condition on it asks for. */
+/* Stuck tolerance of a field: the smallest any stuck condition on it asks for; rate
+ * anchor spacing: an eighth of the smallest rate window on it. */
 static void set_tolerance(dev_rt *d, const int16_t *fmap, const gw_cond *k)
 {
+    if (k->rate && k->n_fields) {
+        field_rt *f = &d->fields[fmap[k->fields[0]]];
+        int64_t step = k->window_us / 8;
+        if (!f->astep || step < f->astep)
+            f->astep = step;
+    }
     if (k->op == GW_OP_STUCK)
         for (int i = 0; i < k->n_fields; i++) {
             field_rt *f = &d->fields[fmap[k->fields[i]]];

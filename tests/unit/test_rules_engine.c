@@ -154,6 +154,29 @@ static const scenario scenarios[] = {
      {{'f'}, {'s', "x", 20, 0}, {'t', NULL, 0, 1}, {'s', "x", 21, 2}, {'F'}, {'t', NULL, 0, 3},
       {'t', NULL, 0, 4}, {'f'}, {'s', "x", 5, 5}, {'F'}, {'t', NULL, 0, 6}, {'t', NULL, 0, 7}, {0}}},
 
+    {"bad quality holds an active alarm: no clear, no second raise",
+     NULL,
+     R({"id": "r", "when": {"field": "x", "op": ">", "raise": 15, "clear": 10},
+        "problem": {"class": "component", "name": "tilt"}}),
+     NULL, "raised:major,cleared",
+     {{'q', "x", GW_Q_COMM_ERROR, 0}, {'s', "x", 20, 1}, {'q', "x", GW_Q_COMM_ERROR, 2},
+      {'q', "x", GW_Q_OUT_OF_RANGE, 3}, {'t', NULL, 0, 4}, {'s', "x", 20, 5}, {'s', "x", 5, 6},
+      {'q', "x", GW_Q_DECODE_ERROR, 7}, {'t', NULL, 0, 8}, {'s', "x", 5, 9}, {0}}},
+
+    {"rate: a healthy reading's noise between fast polls is no burst, a sustained drop is",
+     NULL,
+     R({"id": "r", "when": {"field": "p", "of": "rate", "window": "1m", "op": "<", "raise": -0.1,
+                            "clear": -0.02},
+        "problem": {"class": "event", "code": "0402", "name": "burst"}}),
+     NULL, "raised:major,cleared",
+     /* every 2 s: +-0.008 MPa steps are +-0.24 MPa/min over one poll */
+     {{'s', "p", 0.300, 0}, {'s', "p", 0.292, 2}, {'s', "p", 0.300, 4}, {'s', "p", 0.292, 6},
+      {'s', "p", 0.284, 8}, {'s', "p", 0.292, 10}, {'s', "p", 0.300, 12}, {'s', "p", 0.292, 14},
+      {'s', "p", 0.284, 16}, {'s', "p", 0.276, 18}, {'s', "p", 0.284, 20}, {'s', "p", 0.292, 22},
+      {'s', "p", 0.300, 30}, {'s', "p", 0.292, 40}, {'s', "p", 0.300, 50}, {'s', "p", 0.292, 60},
+      {'s', "p", 0.05, 62}, {'s', "p", 0.05, 64}, {'s', "p", 0.05, 90}, {'s', "p", 0.05, 110},
+      {'s', "p", 0.05, 122}, {'s', "p", 0.05, 130}, {'s', "p", 0.05, 140}, {0}}},
+
     {"rate of change per minute (pipe burst)",
      NULL,
      R({"id": "r", "when": {"field": "p", "of": "rate", "window": "1m", "op": "<", "raise": -0.1,
@@ -499,6 +522,63 @@ static void test_restart(void **state)
     tu_cfg_free(cfg);
 }
 
+/* A comm-loss alarm active before a restart stays active after it while the device is
+ * still silent (no clear on the first tick, no second raise three intervals later), and
+ * clears on its first good sample. */
+static void test_restart_stale(void **state)
+{
+    (void)state;
+    gw_config *cfg = tu_cfg_new();
+    tu_cfg_ruleset_file(cfg, "common");
+    tu_cfg_device(cfg, "a", "manhole", "common", NULL, NULL, NULL);
+    static tu_cap cap;
+    memset(&cap, 0, sizeof cap);
+    gw_engine_hooks hooks = {tu_commit, tu_now};
+    gw_engine *e;
+    assert_int_equal(gw_engine_new(cfg, &hooks, &cap, &e), 0);
+    tu_sample(e, "a", "tilt_deg", 1, 0);
+    gw_engine_tick(e, TU_T0 + TU_S(29));
+    gw_engine_tick(e, TU_T0 + TU_S(31));
+    char sum[256];
+    assert_string_equal(tu_summary(&cap, sum, sizeof sum), "raised:major");
+    assert_string_equal(cap.ev[0].alarm, "a/comm-loss");
+    char *saved = strdup(cap.ev[0].state_json);
+    gw_engine_free(e);
+
+    static tu_cap cap2;
+    memset(&cap2, 0, sizeof cap2);
+    assert_int_equal(gw_engine_new(cfg, &hooks, &cap2, &e), 0);
+    gw_engine_restore(e, 1);
+    assert_int_equal(gw_engine_restore_alarm(e, "a/comm-loss", saved), 0);
+    for (int s = 100; s <= 160; s += 1)
+        gw_engine_tick(e, TU_T0 + TU_S(s));
+    tu_sample_q(e, "a", "tilt_deg", GW_Q_COMM_ERROR, TU_S(161));
+    gw_engine_tick(e, TU_T0 + TU_S(162));
+    assert_int_equal(cap2.n, 0);
+    tu_sample(e, "a", "tilt_deg", 1, TU_S(170));
+    assert_string_equal(tu_summary(&cap2, sum, sizeof sum), "cleared");
+    assert_int_equal(cap2.ev[0].seq, 2);
+    /* a device silent from the start is stale after 3 intervals from the start */
+    tu_cfg_device(cfg, "b", "manhole", "common", NULL, NULL, NULL);
+    gw_engine_free(e);
+    tu_cap_reset(&cap2);
+    assert_int_equal(gw_engine_new(cfg, &hooks, &cap2, &e), 0);
+    gw_engine_tick(e, TU_T0 + TU_S(200));
+    tu_sample(e, "a", "tilt_deg", 1, TU_S(210));
+    gw_engine_tick(e, TU_T0 + TU_S(229));
+    assert_int_equal(cap2.n, 0);
+    tu_sample(e, "a", "tilt_deg", 1, TU_S(230));
+    gw_engine_tick(e, TU_T0 + TU_S(230));
+    assert_string_equal(tu_summary(&cap2, sum, sizeof sum), "raised:major");
+    assert_string_equal(cap2.ev[0].alarm, "b/comm-loss");
+    assert_int_equal(cap.schema_errors + cap2.schema_errors, 0);
+    free(saved);
+    tu_cap_reset(&cap);
+    tu_cap_reset(&cap2);
+    gw_engine_free(e);
+    tu_cfg_free(cfg);
+}
+
 /* Command replies: refused commands say why and change nothing. */
 static void test_commands(void **state)
 {
@@ -562,6 +642,7 @@ int main(void)
         cmocka_unit_test(test_event_content),
         cmocka_unit_test(test_silent_start),
         cmocka_unit_test(test_restart),
+        cmocka_unit_test(test_restart_stale),
         cmocka_unit_test(test_commands),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
