@@ -1,8 +1,18 @@
 /* InfluxDB write throughput of the gateway's writer against the baseline of libcurl
- * posting pre-built (pre-gzipped) batches over one keep-alive connection, in the same
- * run against the same private influxd; plus outbox commits/s with fsync.
+ * posting pre-built batches over one keep-alive connection, in the same run against the
+ * same private influxd; plus outbox commits/s with fsync.
  *
- *   bench_influx [--points N] [--url URL]
+ *   bench_influx [--points N] [--url URL] [--gzip 0|1]
+ *
+ * Fairness: both clients write the same points (same lines, same batches of BATCH, same
+ * timestamps) into fresh databases of the same influxd, with the same gzip setting (the
+ * baseline's batches are pre-gzipped when gzip is on; the writer then gzips its own).
+ * The phases run in the order curl, writer, writer, curl (n/2 points each), so a drift
+ * of influxd over the run (compactions, a growing WAL) weighs on both alike. Both gzip
+ * settings are measured unless --gzip picks one. The CPU seconds of the bench process
+ * (the client) and of influxd are reported per phase: on a small box the client's CPU
+ * is taken from influxd.
+ *
  * Without --url (or $INFLUX_URL) it starts its own influxd on free loopback ports in a
  * temp dir and stops exactly that process at the end. Goal: writer >= 80 % of curl. */
 #include "config.h"
@@ -21,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -133,14 +144,14 @@ static void stop_influxd(void)
 
 static gw_config cfg;
 
-static void make_config(const char *db, const char *dir)
+static void make_config(const char *dir)
 {
     static gw_device devs[NDEV];
     static char ids[NDEV][32], codes[NDEV][32];
     memset(&cfg, 0, sizeof cfg);
     cfg.gateway.id = "GW-500103-0001";
     cfg.gateway.data_dir = (char *)dir;
-    cfg.influx = (gw_influx_cfg){.enabled = 1, .url = url, .version = 1, .database = (char *)db,
+    cfg.influx = (gw_influx_cfg){.enabled = 1, .url = url, .version = 1,
                                  .precision = "us", .batch_lines = BATCH, .batch_bytes = 4 << 20,
                                  .flush_ms = 1000, .timeout_ms = 10000, .gzip = 1,
                                  .spool_max_bytes = 256LL << 20};
@@ -155,42 +166,76 @@ static void make_config(const char *db, const char *dir)
     cfg.n_devices = NDEV;
 }
 
-int main(int argc, char **argv)
+/* CPU seconds (user + system) of this process, all threads. */
+static double self_cpu(void)
 {
-    long n = 500000;
-    for (int i = 1; i + 1 < argc; i++) {
-        if (!strcmp(argv[i], "--points"))
-            n = atol(argv[i + 1]);
-        if (!strcmp(argv[i], "--url"))
-            snprintf(url, sizeof url, "%s", argv[i + 1]);
-    }
-    if (!url[0] && getenv("INFLUX_URL"))
-        snprintf(url, sizeof url, "%s", getenv("INFLUX_URL"));
-    gw_log_set_level(GW_LOG_WARN);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    if (!url[0] && start_influxd() != 0) {
-        fprintf(stderr, "cannot start influxd\n");
-        stop_influxd();
-        return 1;
-    }
-    query("CREATE DATABASE bench_curl");
-    query("CREATE DATABASE bench_writer");
-    char dir[64];
-    snprintf(dir, sizeof dir, "/tmp/bench_influx_data.XXXXXX");
-    if (!mkdtemp(dir))
-        return 1;
-    make_config("bench_writer", dir);
-    int64_t base = 1700000000000000LL;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
 
-    /* Baseline: the same lines, formatted and gzipped before the clock starts. */
-    size_t nb = (size_t)((n + BATCH - 1) / BATCH);
-    char **bodies = calloc(nb, sizeof *bodies);
-    size_t *lens = calloc(nb, sizeof *lens);
+/* CPU seconds of the influxd this bench started (0 when it did not start one). */
+static double influxd_cpu(void)
+{
+    if (influxd_pid <= 0)
+        return 0;
+    char p[64], buf[1024];
+    snprintf(p, sizeof p, "/proc/%d/stat", (int)influxd_pid);
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *s = strrchr(buf, ')'); /* fields after the command name */
+    unsigned long ut = 0, stt = 0;
+    if (!s || sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stt) != 2)
+        return 0;
+    return (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
+}
+
+typedef struct phase {
+    double wall_s, client_cpu_s, influxd_cpu_s;
+    uint64_t points, requests, retries, bytes_raw;
+} phase;
+
+static void phase_begin(phase *ph, double *c0, double *i0, int64_t *t0)
+{
+    *c0 = self_cpu();
+    *i0 = influxd_cpu();
+    *t0 = gw_mono_us();
+    (void)ph;
+}
+
+static void phase_end(phase *ph, double c0, double i0, int64_t t0)
+{
+    ph->wall_s += (double)(gw_mono_us() - t0) / 1e6;
+    ph->client_cpu_s += self_cpu() - c0;
+    ph->influxd_cpu_s += influxd_cpu() - i0;
+}
+
+/* The points [from, to) as line protocol, cut in batches of BATCH, gzipped when gz. */
+typedef struct batches {
+    size_t n;
+    char **body;
+    size_t *len;
+    uint64_t raw;
+} batches;
+
+static const int64_t base_ts = 1700000000000000LL;
+
+static void build_batches(long from, long to, int gz, batches *out)
+{
+    size_t nb = (size_t)((to - from + BATCH - 1) / BATCH);
+    out->n = nb;
+    out->body = calloc(nb, sizeof *out->body);
+    out->len = calloc(nb, sizeof *out->len);
+    out->raw = 0;
     char *line = malloc(1 << 20);
-    uLong raw_total = 0;
     for (size_t b = 0; b < nb; b++) {
         size_t len = 0;
-        for (long i = (long)b * BATCH; i < n && i < (long)(b + 1) * BATCH; i++) {
+        for (long i = from + (long)b * BATCH; i < to && i < from + (long)(b + 1) * BATCH; i++) {
             int d = (int)(i % NDEV);
             gw_lp_tag t[4] = {{"device", cfg.devices[d].id},
                               {"component", cfg.devices[d].component.code},
@@ -198,37 +243,71 @@ int main(int argc, char **argv)
             gw_lp_field f[3] = {{.key = "tilt_deg", .f = (double)(i % 90) + 0.5},
                                 {.key = "level_m", .f = (double)i / 1000.0},
                                 {.key = "battery_v", .f = 3.6}};
-            gw_lp_point p = {"manhole", t, 4, f, 3, base + i};
+            gw_lp_point p = {"manhole", t, 4, f, 3, base_ts + i};
             len += (size_t)gw_lp_format(line + len, (1 << 20) - len, &p, GW_LP_US, NULL);
         }
-        raw_total += len;
+        out->raw += len;
+        if (!gz) {
+            out->body[b] = malloc(len);
+            memcpy(out->body[b], line, len);
+            out->len[b] = len;
+            continue;
+        }
         uLongf zl = compressBound(len) + 64;
-        bodies[b] = malloc(zl);
+        out->body[b] = malloc(zl);
         z_stream z = {0};
         deflateInit2(&z, 1, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY);
         z.next_in = (Bytef *)line;
         z.avail_in = (uInt)len;
-        z.next_out = (Bytef *)bodies[b];
+        z.next_out = (Bytef *)out->body[b];
         z.avail_out = (uInt)zl;
         deflate(&z, Z_FINISH);
-        lens[b] = zl - z.avail_out;
+        out->len[b] = zl - z.avail_out;
         deflateEnd(&z);
     }
-    char wurl[256];
-    snprintf(wurl, sizeof wurl, "%s/write?db=bench_curl&precision=u", url);
-    CURL *c = curl_easy_init();
-    int64_t t0 = gw_mono_us();
-    for (size_t b = 0; b < nb; b++)
-        if (post(c, wurl, bodies[b], lens[b], 1) != 204)
-            fprintf(stderr, "baseline batch %zu failed\n", b);
-    double curl_s = (double)(gw_mono_us() - t0) / 1e6;
-    curl_easy_cleanup(c);
+    free(line);
+}
 
-    /* The writer: samples in, points out (formatting, batching, gzip, HTTP included). */
-    gw_spool *sp;
+static void free_batches(batches *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free(b->body[i]);
+    free(b->body);
+    free(b->len);
+}
+
+/* Baseline: the same lines, formatted (and gzipped) before the clock starts. */
+static void run_curl(const char *db, long from, long to, int gz, phase *ph)
+{
+    batches bt;
+    build_batches(from, to, gz, &bt);
+    char wurl[256];
+    snprintf(wurl, sizeof wurl, "%s/write?db=%s&precision=u", url, db);
+    CURL *c = curl_easy_init();
+    double c0, i0;
+    int64_t t0;
+    phase_begin(ph, &c0, &i0, &t0);
+    for (size_t b = 0; b < bt.n; b++) {
+        ph->requests++;
+        if (post(c, wurl, bt.body[b], bt.len[b], gz) != 204)
+            fprintf(stderr, "baseline batch %zu failed\n", b);
+        else
+            ph->points += (uint64_t)(b + 1 < bt.n ? BATCH : (to - from) - (long)b * BATCH);
+    }
+    phase_end(ph, c0, i0, t0);
+    ph->bytes_raw += bt.raw;
+    curl_easy_cleanup(c);
+    free_batches(&bt);
+}
+
+/* The writer: samples in, points out (formatting, batching, gzip, HTTP included). */
+static int run_writer(const char *db, long from, long to, int gz, gw_spool *sp, phase *ph)
+{
     gw_influx_writer *w;
-    if (gw_spool_open(dir, 256LL << 20, &sp) || gw_influx_writer_new(&cfg, sp, &w))
-        return 1;
+    cfg.influx.database = (char *)db;
+    cfg.influx.gzip = gz;
+    if (gw_influx_writer_new(&cfg, sp, &w))
+        return -1;
     gw_influx_writer_start(w);
     /* Sample templates made before the clock starts (sources build samples, not the
      * writer); the loop only sets values and timestamps. */
@@ -240,14 +319,16 @@ int main(int argc, char **argv)
         for (int k = 0; k < 3; k++)
             tmpl[d][k].device_idx = (uint32_t)d;
     }
-    t0 = gw_mono_us();
-    for (long i = 0; i < n; i++) {
+    double c0, i0;
+    int64_t t0;
+    phase_begin(ph, &c0, &i0, &t0);
+    for (long i = from; i < to; i++) {
         gw_sample s[3];
         int d = (int)(i % NDEV);
         memcpy(s, tmpl[d], sizeof s);
         s[0].value = (double)(i % 90) + 0.5;
         s[1].value = (double)i / 1000.0;
-        s[0].ts_us = s[1].ts_us = s[2].ts_us = base + i;
+        s[0].ts_us = s[1].ts_us = s[2].ts_us = base_ts + i;
         if (i % 1024 == 0)
             for (;;) {
                 gw_influx_stats q;
@@ -261,14 +342,82 @@ int main(int argc, char **argv)
     gw_influx_stats st;
     for (;;) {
         gw_influx_writer_stats(w, &st);
-        if (st.points_written >= (uint64_t)n || gw_mono_us() - t0 > 120000000)
+        if (st.points_written >= (uint64_t)(to - from) || gw_mono_us() - t0 > 120000000)
             break;
         usleep(1000);
     }
-    double writer_s = (double)(gw_mono_us() - t0) / 1e6;
+    phase_end(ph, c0, i0, t0);
     gw_influx_writer_stop(w);
     gw_influx_writer_stats(w, &st);
     gw_influx_writer_free(w);
+    ph->points += st.points_written;
+    ph->requests += st.requests;
+    ph->retries += st.retries;
+    ph->bytes_raw += st.bytes_raw;
+    return 0;
+}
+
+static void print_row(const char *gz, const char *client, const phase *ph, double ratio)
+{
+    double rate = (double)ph->points / ph->wall_s;
+    printf("| %s | %s | %.0f | %.1f | %.2f | %.2f | %.2f |\n", gz, client, rate,
+           (double)ph->bytes_raw / ph->wall_s / 1e6, ph->client_cpu_s * 1e6 / (double)ph->points,
+           ph->influxd_cpu_s * 1e6 / (double)ph->points, ratio);
+}
+
+int main(int argc, char **argv)
+{
+    long n = 500000;
+    int gz_only = -1;
+    for (int i = 1; i + 1 < argc; i++) {
+        if (!strcmp(argv[i], "--points"))
+            n = atol(argv[i + 1]);
+        if (!strcmp(argv[i], "--url"))
+            snprintf(url, sizeof url, "%s", argv[i + 1]);
+        if (!strcmp(argv[i], "--gzip"))
+            gz_only = atoi(argv[i + 1]) != 0;
+    }
+    if (n < 2)
+        n = 2;
+    if (!url[0] && getenv("INFLUX_URL"))
+        snprintf(url, sizeof url, "%s", getenv("INFLUX_URL"));
+    gw_log_set_level(GW_LOG_WARN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (!url[0] && start_influxd() != 0) {
+        fprintf(stderr, "cannot start influxd\n");
+        stop_influxd();
+        return 1;
+    }
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/bench_influx_data.XXXXXX");
+    if (!mkdtemp(dir))
+        return 1;
+    make_config(dir);
+    gw_spool *sp;
+    if (gw_spool_open(dir, 256LL << 20, &sp))
+        return 1;
+
+    /* Each client writes the n points once per gzip setting, in two halves. */
+    phase res[2][2]; /* [gzip][0 curl, 1 writer] */
+    memset(res, 0, sizeof res);
+    long half = n / 2;
+    int stamp = (int)(gw_mono_us() % 100000);
+    for (int gz = 1; gz >= 0; gz--) {
+        if (gz_only >= 0 && gz != gz_only)
+            continue;
+        static const int order[4] = {0, 1, 1, 0};
+        for (int k = 0; k < 4; k++) {
+            char db[64], q[96];
+            snprintf(db, sizeof db, "bench_%d_%s_%d_%d", stamp, order[k] ? "writer" : "curl", gz, k);
+            snprintf(q, sizeof q, "CREATE DATABASE %s", db);
+            query(q);
+            long from = (k == 0 || k == 1) ? 0 : half, to = from ? n : half;
+            if (order[k] == 0)
+                run_curl(db, from, to, gz, &res[gz][0]);
+            else if (run_writer(db, from, to, gz, sp, &res[gz][1]) != 0)
+                return 1;
+        }
+    }
     gw_spool_close(sp);
 
     /* Outbox: durable commits (fsync per event), then acks. */
@@ -277,7 +426,7 @@ int main(int argc, char **argv)
     int ne = 3000;
     char payload[600];
     memset(payload, 'x', sizeof payload);
-    t0 = gw_mono_us();
+    int64_t t0 = gw_mono_us();
     for (int i = 1; i <= ne; i++) {
         char id[32];
         snprintf(id, sizeof id, "evt-%d", i);
@@ -296,24 +445,29 @@ int main(int argc, char **argv)
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", dir);
 
-    double curl_rate = (double)n / curl_s, writer_rate = (double)st.points_written / writer_s;
-    printf("InfluxDB 1.x /write, %ld points (3 float fields, 4 tags), batches of %d, gzip\n", n, BATCH);
-    printf("| client | points/s | MB/s raw | ratio |\n|---|---|---|---|\n");
-    printf("| libcurl, pre-built pre-gzipped batches, keep-alive | %.0f | %.1f | 1.00 |\n",
-           curl_rate, (double)raw_total / curl_s / 1e6);
-    printf("| citygate writer (samples -> lines -> gzip -> HTTP) | %.0f | %.1f | %.2f |\n",
-           writer_rate, (double)st.bytes_raw / writer_s / 1e6, writer_rate / curl_rate);
-    printf("writer: %llu points, %llu requests, %llu retries, goal >= 0.80: %s\n",
-           (unsigned long long)st.points_written, (unsigned long long)st.requests,
-           (unsigned long long)st.retries, writer_rate / curl_rate >= 0.8 ? "met" : "NOT met");
+    printf("InfluxDB 1.x /write, %ld points per client and setting (3 float fields, 4 tags), "
+           "batches of %d, phases curl/writer/writer/curl\n", n, BATCH);
+    printf("| gzip | client | points/s | MB/s raw | client CPU µs/pt | influxd CPU µs/pt | ratio |\n"
+           "|---|---|---|---|---|---|---|\n");
+    const char *verdict = "not measured";
+    for (int gz = 1; gz >= 0; gz--) {
+        if (gz_only >= 0 && gz != gz_only)
+            continue;
+        const phase *c = &res[gz][0], *wr = &res[gz][1];
+        double ratio = ((double)wr->points / wr->wall_s) / ((double)c->points / c->wall_s);
+        print_row(gz ? "on" : "off", gz ? "libcurl, pre-built pre-gzipped batches" :
+                                          "libcurl, pre-built batches", c, 1.0);
+        print_row(gz ? "on" : "off", "citygate writer (samples -> lines -> gzip -> HTTP)", wr, ratio);
+        printf("| | writer: %llu points, %llu requests, %llu retries | | | | | |\n",
+               (unsigned long long)wr->points, (unsigned long long)wr->requests,
+               (unsigned long long)wr->retries);
+        if (gz == 1 || gz_only == 0)
+            verdict = ratio >= 0.8 ? "met" : "NOT met";
+    }
+    printf("goal (writer >= 0.80 x curl, %s): %s\n", gz_only == 0 ? "gzip off" : "gzip on", verdict);
     printf("\n| outbox (SQLite WAL, synchronous=FULL) | ops/s | µs/op |\n|---|---|---|\n");
     printf("| commit (fsync'd event, 600 B) | %.0f | %.0f |\n", ne / commit_s, commit_s * 1e6 / ne);
     printf("| ack (delete after PUBACK) | %.0f | %.0f |\n", ne / ack_s, ack_s * 1e6 / ne);
-    for (size_t b = 0; b < nb; b++)
-        free(bodies[b]);
-    free(bodies);
-    free(lens);
-    free(line);
     stop_influxd();
     curl_global_cleanup();
     return 0;

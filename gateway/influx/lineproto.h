@@ -18,8 +18,10 @@
  *    this writer's batch splitting and the dead-letter file would not); other control
  *    characters except tab become ' '.
  *  - invalid UTF-8 bytes become '?' everywhere.
- *  - floats use the shortest exact form ("%.17g" trimmed); NaN and Inf are never
- *    written: the field is skipped and counted. Integers get the 'i' suffix; booleans
+ *  - floats read back as exactly the same double: values with few decimal places
+ *    (12.5, 0.001, 1700) are printed digit by digit with the fewest decimals that
+ *    reproduce them, others with the fewest of 15, 16 or 17 significant digits that
+ *    do. NaN and Inf are never written: the field is skipped and counted. Integers get the 'i' suffix; booleans
  *    are true / false.
  *  - fields or tags keyed "time", "_field" or "_measurement" (rejected or silently
  *    dropped by InfluxDB) and tags with an empty key or value are skipped and counted.
@@ -78,5 +80,19 @@ int64_t gw_lp_timestamp(int64_t ts_us, gw_lp_precision p);
  * measurement or no field left to write (nothing written; skips still counted). */
 int gw_lp_format(char *buf, size_t cap, const gw_lp_point *p, gw_lp_precision prec,
                  gw_lp_skips *skips);
+
+/* The series key alone: the escaped measurement and tags followed by the ' ' that
+ * starts the fields, as gw_lp_format writes them. A writer formats it once per device
+ * and reuses it for every line (gw_lp_format_line). Tags skipped are counted in skips
+ * (may be NULL). Returns the bytes written, GW_EFULL or GW_EINVAL (no measurement). */
+int gw_lp_format_series(char *buf, size_t cap, const char *measurement, const gw_lp_tag *tags,
+                        size_t n_tags, gw_lp_skips *skips);
+
+/* One line from a series key made by gw_lp_format_series (series[0..series_len),
+ * borrowed): the same bytes gw_lp_format writes for that measurement and those tags.
+ * Returns as gw_lp_format (GW_EINVAL also for a series not ending in ' '). */
+int gw_lp_format_line(char *buf, size_t cap, const char *series, size_t series_len,
+                      const gw_lp_field *fields, size_t n_fields, int64_t ts_us,
+                      gw_lp_precision prec, gw_lp_skips *skips);
 
 #endif

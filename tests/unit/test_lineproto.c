@@ -7,9 +7,11 @@
 #include "error.h"
 #include "influx/lineproto.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static char out[4096];
@@ -165,9 +167,13 @@ static void test_reserved_and_empty(void **st)
 static void test_floats(void **st)
 {
     (void)st;
-    double vals[] = {0.1, 1e300, -2.5e-300, 123456789.125, 0.0, -0.0, 1.0 / 3.0};
-    const char *want[] = {"0.1", "1e+300", "-2.5e-300", "123456789.125", "0", "-0",
-                          "0.33333333333333331"};
+    double vals[] = {0.1,    1e300,  -2.5e-300, 123456789.125, 0.0,   -0.0,  1.0 / 3.0,
+                     3.6,    -12.5,  0.001,     1700,          1e-5,  1e15,  9007199254740992.0,
+                     0.1 + 0.2, 5e-324};
+    const char *want[] = {"0.1",    "1e+300", "-2.5e-300", "123456789.125", "0",
+                          "-0",     "0.3333333333333333", "3.6", "-12.5", "0.001",
+                          "1700",   "0.00001", "1000000000000000", "9007199254740992",
+                          "0.30000000000000004", "4.94065645841247e-324"};
     for (size_t i = 0; i < sizeof vals / sizeof *vals; i++) {
         gw_lp_field f = {.key = "v", .type = GW_LP_FLOAT, .f = vals[i]};
         gw_lp_point p = {"m", NULL, 0, &f, 1, 0};
@@ -176,6 +182,101 @@ static void test_floats(void **st)
         snprintf(exp, sizeof exp, "m v=%s 0\n", want[i]);
         assert_string_equal(out, exp);
     }
+}
+
+/* Format v as a field and read the text back: the same bits, and text the 1.x grammar
+ * takes as a float (digits, one point, an exponent only in the rare form). */
+static void assert_round_trip(double v)
+{
+    if (!isfinite(v))
+        return; /* nextafter(DBL_MAX, inf) */
+    gw_lp_field f = {.key = "v", .type = GW_LP_FLOAT, .f = v};
+    gw_lp_point p = {"m", NULL, 0, &f, 1, 0};
+    int n = fmt(&p, GW_LP_US, NULL);
+    assert_true(n > 0);
+    assert_true(strncmp(out, "m v=", 4) == 0);
+    char *end;
+    double back = strtod(out + 4, &end);
+    if (memcmp(&back, &v, sizeof v) != 0)
+        fail_msg("%.17g formatted as %s", v, out);
+    assert_string_equal(end, " 0\n");
+    assert_true(strlen(out + 4) - 3 <= 24); /* never longer than %.17g with exponent */
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+static uint64_t rnd(void)
+{
+    /* xorshift64*: deterministic, so a failure reproduces. */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545F4914F6CDD1DULL;
+}
+
+static void test_float_round_trip(void **st)
+{
+    (void)st;
+    const double edges[] = {0.0, -0.0, DBL_MIN, -DBL_MIN, DBL_MAX, -DBL_MAX, DBL_TRUE_MIN,
+                            DBL_EPSILON, 1.0, -1.0, 0.1, 0.2, 0.3, 0.7, 1e-7, 1e16, 1e17,
+                            1e22, 1e23, 123456789012345678.0, 9007199254740991.0,
+                            9007199254740992.0, 9007199254740994.0, 4503599627370495.5,
+                            0.5, 2.5e-16, 1.7976931348623157e308, 2.2250738585072009e-308};
+    for (size_t i = 0; i < sizeof edges / sizeof *edges; i++) {
+        assert_round_trip(edges[i]);
+        assert_round_trip(nextafter(edges[i], INFINITY));
+        assert_round_trip(nextafter(edges[i], -INFINITY));
+    }
+    for (int i = 0; i < 200000; i++) {
+        /* Any finite bit pattern. */
+        uint64_t bits = rnd();
+        double v;
+        memcpy(&v, &bits, sizeof v);
+        if (isfinite(v))
+            assert_round_trip(v);
+        /* Sensor-like: an integer scaled by a power of ten, and its neighbours (which
+         * have no short decimal form and must leave the fast path correctly). */
+        int64_t m = (int64_t)(rnd() % 2000000001ULL) - 1000000000;
+        static const double scale[] = {1, 10, 100, 1000, 1e4, 1e5, 1e6, 1e7, 1e9, 1e12};
+        double sv = (double)m / scale[rnd() % 10];
+        assert_round_trip(sv);
+        assert_round_trip(nextafter(sv, INFINITY));
+        /* Any magnitude with a random mantissa. */
+        assert_round_trip(ldexp((double)(rnd() >> 11), (int)(rnd() % 200) - 150));
+    }
+}
+
+static void test_series_then_line(void **st)
+{
+    (void)st;
+    gw_lp_tag tags[] = {{"device", "mh 1,x=y"}, {"empty", ""}, {"time", "r"}, {"gw", "名"}};
+    gw_lp_field f[] = {{.key = "tilt", .type = GW_LP_FLOAT, .f = 12.5},
+                       {.key = "n", .type = GW_LP_INT, .i = INT64_MIN},
+                       {.key = "bad", .type = GW_LP_FLOAT, .f = NAN},
+                       {.key = "s", .type = GW_LP_STRING, .s = "a\"b\n"}};
+    gw_lp_point p = {"#man hole", tags, 4, f, 4, 1700000000123456};
+    gw_lp_skips a = {0}, b = {0};
+    char whole[512], series[256], line[512];
+    int n = gw_lp_format(whole, sizeof whole, &p, GW_LP_MS, &a);
+    assert_true(n > 0);
+    int sn = gw_lp_format_series(series, sizeof series, p.measurement, tags, 4, &b);
+    assert_true(sn > 0);
+    assert_int_equal(series[sn - 1], ' ');
+    int ln = gw_lp_format_line(line, sizeof line, series, (size_t)sn, f, 4, p.ts_us, GW_LP_MS, &b);
+    assert_int_equal(ln, n);
+    assert_memory_equal(line, whole, (size_t)n);
+    assert_int_equal(a.bad_key, b.bad_key);
+    assert_int_equal(a.nonfinite, b.nonfinite);
+    /* Too small, no field, a series without its separator. */
+    for (size_t cap = 0; cap < (size_t)n; cap += 7)
+        assert_int_equal(gw_lp_format_line(line, cap, series, (size_t)sn, f, 4, p.ts_us, GW_LP_MS,
+                                                           NULL),
+                         GW_EFULL);
+    assert_int_equal(gw_lp_format_line(line, sizeof line, series, (size_t)sn, &f[2], 1, 1,
+                                       GW_LP_MS, NULL), GW_EINVAL);
+    assert_int_equal(gw_lp_format_line(line, sizeof line, series, (size_t)sn - 1, f, 1, 1,
+                                       GW_LP_MS, NULL), GW_EINVAL);
+    assert_int_equal(gw_lp_format_series(series, sizeof series, "", tags, 1, NULL), GW_EINVAL);
+    assert_int_equal(gw_lp_format_series(series, 3, "manhole", tags, 1, NULL), GW_EFULL);
 }
 
 static void test_precision(void **st)
@@ -241,6 +342,8 @@ int main(void)
         cmocka_unit_test(test_nonfinite),
         cmocka_unit_test(test_reserved_and_empty),
         cmocka_unit_test(test_floats),
+        cmocka_unit_test(test_float_round_trip),
+        cmocka_unit_test(test_series_then_line),
         cmocka_unit_test(test_precision),
         cmocka_unit_test(test_buffer_full),
         cmocka_unit_test(test_utf8),
