@@ -99,6 +99,7 @@ typedef struct gw_gateway {
     /* counters */
     atomic_ullong ingest_samples, ingest_dropped, commit_errors;
     atomic_int influx_fault;   /* 1 while InfluxDB answers 401/403/404 */
+    atomic_llong engine_beat_ms; /* monotonic time of the engine loop's last turn */
     gw_complaint queue_complaint;
 } gw_gateway;
 
@@ -244,6 +245,35 @@ static int engine_commit(void *ctx, const gw_event_out *ev)
     return 0;
 }
 
+/* Device health for the page: Modbus devices as the poller sees them; MQTT devices
+ * online while their last good sample is younger than three report intervals. */
+static void refresh_health(gw_gateway *gw, int64_t now_us)
+{
+    const gw_config *cfg = gw->cfg;
+    for (size_t i = 0; i < cfg->n_devices; i++) {
+        const gw_device *d = &cfg->devices[i];
+        gw_health h = GW_HEALTH_UNKNOWN;
+        if (d->source == GW_SRC_MODBUS) {
+            gw_mb_health mh;
+            if (gw->poller && gw_poller_device_health(gw->poller, i, &mh) == 0) {
+                switch (mh.state) {
+                case GW_MB_ONLINE: h = GW_HEALTH_ONLINE; break;
+                case GW_MB_DEGRADED: h = GW_HEALTH_DEGRADED; break;
+                case GW_MB_OFFLINE: h = GW_HEALTH_OFFLINE; break;
+                case GW_MB_PROBING: h = GW_HEALTH_PROBING; break;
+                default: break;
+                }
+            }
+        } else {
+            int64_t last = gw_store_last_good_us(gw->store, i);
+            int64_t limit = 3 * (int64_t)(d->interval_ms > 0 ? d->interval_ms : 10000) * 1000;
+            if (last)
+                h = now_us - last <= limit ? GW_HEALTH_ONLINE : GW_HEALTH_OFFLINE;
+        }
+        gw_store_set_health(gw->store, i, h);
+    }
+}
+
 static void *engine_main(void *arg)
 {
     gw_gateway *gw = arg;
@@ -265,8 +295,11 @@ static void *engine_main(void *arg)
             gw_influx_writer_submit(gw->influx, batch, (size_t)n);
         engine_do_commands(gw);
         int64_t now = gw_mono_ms();
+        atomic_store(&gw->engine_beat_ms, now);
         if (now >= next_tick) {
-            gw_engine_tick(gw->engine, gw_now_us());
+            int64_t wall = gw_now_us();
+            gw_engine_tick(gw->engine, wall);
+            refresh_health(gw, wall);
             next_tick = now + TICK_INTERVAL_MS;
         }
     }
@@ -534,7 +567,7 @@ static void mprintf(mbuf *b, const char *fmt, ...)
 /* One metric with HELP and TYPE, and a value. */
 static void metric(mbuf *b, const char *name, const char *type, const char *help, double v)
 {
-    mprintf(b, "# HELP citygate_%s %s\n# TYPE citygate_%s %s\ncitygate_%s %.17g\n", name, help,
+    mprintf(b, "# HELP citygate_%s %s\n# TYPE citygate_%s %s\ncitygate_%s %.15g\n", name, help,
             name, type, name, v);
 }
 
@@ -622,9 +655,44 @@ static char *http_metrics(void *ctx)
                     "citygate_mqtt_ingest_messages_total{source=\"%s\",outcome=\"deferred\"} %llu\n",
                     id, (unsigned long long)is.matched, id, (unsigned long long)is.unknown_device,
                     id, (unsigned long long)is.oversize, id, (unsigned long long)is.deferred);
+            mprintf(&b,
+                    "citygate_mqtt_ingest_messages_total{source=\"%s\",outcome=\"bad_json\"} %llu\n"
+                    "citygate_mqtt_ingest_messages_total{source=\"%s\",outcome=\"no_key\"} %llu\n"
+                    "citygate_mqtt_ingest_messages_total{source=\"%s\",outcome=\"no_match\"} %llu\n"
+                    "citygate_mqtt_ingest_messages_total{source=\"%s\",outcome=\"rejected\"} %llu\n",
+                    id, (unsigned long long)is.bad_json, id, (unsigned long long)is.no_key,
+                    id, (unsigned long long)is.no_match, id, (unsigned long long)is.rejected);
+        }
+        mprintf(&b, "# HELP citygate_mqtt_ingest_connected 1 while the source's broker connection is up.\n"
+                    "# TYPE citygate_mqtt_ingest_connected gauge\n");
+        for (size_t i = 0; i < gw_ingest_n_sources(gw->ingest); i++) {
+            gw_ingest_stats is;
+            if (gw_ingest_stats_get(gw->ingest, i, &is) == 0)
+                mprintf(&b, "citygate_mqtt_ingest_connected{source=\"%s\"} %d\n",
+                        gw->cfg->mqtt_sources[i].id, is.connected);
         }
         metric(&b, "decode_bad_payloads_total", "counter", "Payloads that failed to decode.",
                (double)gw_decode_bad_total(gw->decoders));
+        /* By reason (every reason, summed over devices), and by device and reason (only
+         * the devices that sent a bad payload). */
+        mprintf(&b, "# HELP citygate_decode_bad_payloads_by_reason_total Payloads that failed to decode, by reason.\n"
+                    "# TYPE citygate_decode_bad_payloads_by_reason_total counter\n");
+        for (int r = 0; strcmp(gw_decode_reason_name(r), "unknown") != 0; r++) {
+            uint64_t n = 0;
+            for (size_t d = 0; d < gw->cfg->n_devices; d++)
+                n += gw_decode_bad_count(gw->decoders, d, r);
+            mprintf(&b, "citygate_decode_bad_payloads_by_reason_total{reason=\"%s\"} %llu\n",
+                    gw_decode_reason_name(r), (unsigned long long)n);
+        }
+        mprintf(&b, "# HELP citygate_decode_bad_payloads_device_total Payloads that failed to decode, by device and reason (non-zero only).\n"
+                    "# TYPE citygate_decode_bad_payloads_device_total counter\n");
+        for (size_t d = 0; d < gw->cfg->n_devices; d++)
+            for (int r = 0; strcmp(gw_decode_reason_name(r), "unknown") != 0; r++) {
+                uint64_t n = gw_decode_bad_count(gw->decoders, d, r);
+                if (n)
+                    mprintf(&b, "citygate_decode_bad_payloads_device_total{device=\"%s\",reason=\"%s\"} %llu\n",
+                            gw->cfg->devices[d].id, gw_decode_reason_name(r), (unsigned long long)n);
+            }
     }
     if (gw->upstream) {
         gw_upstream_stats us;
@@ -792,6 +860,7 @@ static int gateway_start(gw_gateway *gw)
         return GW_EIO;
     pthread_setname_np(gw->engine_thread, "engine");
     gw->engine_running = 1;
+    atomic_store(&gw->engine_beat_ms, gw_mono_ms());
 
     if (cfg->http.enabled) {
         gw_http_hooks hh = {.metrics = http_metrics, .command = http_command,
@@ -867,8 +936,11 @@ static void gateway_stop(gw_gateway *gw)
     gw_free(gw->win);
 }
 
-/* Wait for SIGTERM / SIGINT, feeding the systemd watchdog meanwhile. */
-static int wait_for_stop(const sigset_t *set)
+#define ENGINE_STALL_MS 10000
+
+/* Wait for SIGTERM / SIGINT, feeding the systemd watchdog meanwhile — only while the
+ * engine thread keeps turning, so a stuck engine gets the service restarted. */
+static int wait_for_stop(gw_gateway *gw, const sigset_t *set)
 {
     uint64_t wd_usec = 0;
     int watchdog = sd_watchdog_enabled(0, &wd_usec) > 0;
@@ -881,8 +953,12 @@ static int wait_for_stop(const sigset_t *set)
         int sig = sigtimedwait(set, NULL, &ts);
         if (sig == SIGTERM || sig == SIGINT)
             return sig;
-        if (watchdog)
+        int64_t beat = atomic_load(&gw->engine_beat_ms);
+        if (watchdog && gw_mono_ms() - beat < ENGINE_STALL_MS)
             sd_notify(0, "WATCHDOG=1");
+        else if (watchdog)
+            gw_error("gateway", "engine thread stalled for %lld ms: not feeding the watchdog",
+                     (long long)(gw_mono_ms() - beat));
     }
 }
 
@@ -933,7 +1009,7 @@ int gw_cmd_run(int argc, char **argv)
               gw.cfg->gateway.id, gw.cfg->n_devices);
     sd_notify(0, "READY=1\nSTATUS=running");
 
-    int sig = wait_for_stop(&set);
+    int sig = wait_for_stop(&gw, &set);
     gw_notice("gateway", "%s received, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     sd_notify(0, "STOPPING=1");
 

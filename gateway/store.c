@@ -188,6 +188,14 @@ out:
     pthread_rwlock_unlock(&st->lock);
 }
 
+int64_t gw_store_last_good_us(gw_store *st, size_t device_idx)
+{
+    pthread_rwlock_rdlock(&st->lock);
+    int64_t t = device_idx < st->cfg->n_devices ? st->dev[device_idx].last_good_us : 0;
+    pthread_rwlock_unlock(&st->lock);
+    return t;
+}
+
 void gw_store_set_health(gw_store *st, size_t device_idx, gw_health h)
 {
     pthread_rwlock_wrlock(&st->lock);

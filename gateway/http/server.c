@@ -339,6 +339,9 @@ int gw_http_start(const gw_config *cfg, gw_store *store, const gw_http_hooks *ho
                               MHD_OPTION_SOCK_ADDR, sa,
                               MHD_OPTION_NOTIFY_COMPLETED, request_done, h,
                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+                              /* A command waits for the engine thread (up to 5 s): a
+                               * small pool keeps the page and /metrics answering. */
+                              MHD_OPTION_THREAD_POOL_SIZE, (unsigned)4,
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
                               MHD_OPTION_END);
     if (!h->mhd) {
