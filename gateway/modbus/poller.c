@@ -745,7 +745,7 @@ static void *worker_main(void *arg)
         heap_pop(p);
         c->busy = 1;
         if (p->heap_n > 0 && !p->has_leader &&
-            (c->suspect ||
+            (c->suspect || (!c->open && c->reconnect_at_ms <= now) ||
              p->heap[0]->key_ms + slack_ms(p->heap[0]) + GW_POLLER_HELP_LATE_MS <= now))
             pthread_cond_signal(&p->cv);
         pthread_mutex_unlock(&p->mu);

@@ -8,11 +8,14 @@
  *
  * Threads: a bounded pool of workers (min(connections, GW_POLLER_MAX_WORKERS)) takes
  * whichever connection has the earliest due device. 1,000 TCP devices run on 32
- * threads, not 1,000.
+ * threads, not 1,000. A worker keeps taking due connections itself while they answer
+ * fast (no hand-over between threads); it wakes a helper when the next connection is
+ * late or the one it takes is suspect (not online, not connected, or slow last time).
  *
- * Schedule: device due times advance by exactly interval_ms from the first (drift-free;
- * first polls are spread over one interval); a cycle that starts late is counted, and
- * missed slots are skipped, never bunched.
+ * Schedule: device due times advance by exactly interval_ms from the first (drift-free);
+ * first polls are spread over 8 phases of the interval; a cycle may start up to
+ * min(interval / 50, 20 ms) after its slot so that devices due together share a wake-up;
+ * missed slots are skipped (counted in cycles_late), never bunched.
  *
  * Failure handling (libmodbus error recovery stays NONE; our own policy):
  *  - per request: response_timeout_ms bounds a whole answer (byte_timeout_ms 0) or the
@@ -72,7 +75,7 @@ typedef struct gw_poller gw_poller;
 
 typedef struct gw_poller_stats {
     uint64_t cycles;          /* device poll cycles run (incl. failed ones) */
-    uint64_t cycles_late;     /* cycles that started after their slot (missed slots skipped) */
+    uint64_t cycles_late;     /* slots skipped because the previous cycle overran */
     uint64_t requests;        /* Modbus requests sent (incl. retries) */
     uint64_t responses;       /* good answers */
     uint64_t registers;       /* registers + bits received in good answers */
