@@ -1407,6 +1407,34 @@ static size_t device_sets(const gw_config *cfg, const gw_device *dev, const gw_c
     return n;
 }
 
+/* Rule r failed to compile for dev. If it compiles without a device, the device's params
+ * broke it (a limit on the wrong side of the deadband, a non-finite limit): report that
+ * as the device's error at devices[i].params; otherwise it is the rule file's error,
+ * reported once for the file. Returns 0, or -2 (out of memory). */
+static int device_made_error(const gw_config *cfg, const gw_device *dev, const cJSON *r,
+                             const char *path, const gw_cfg_doc *set, const cJSON *sel,
+                             const char *dpath, gw_cfgerr *dev_errs)
+{
+    if (!dev_errs)
+        return 0;
+    gw_rule_inst ri;
+    pctx plain = {.cfg = cfg, .file = set->path};
+    int rc = parse_rule(&plain, r, path, sel, set->name, NULL, NULL, &ri);
+    gw_rule_inst_clear(&ri);
+    if (rc < 0)
+        return rc == -2 ? -2 : 0;
+    gw_cfgerr tmp = {0};
+    pctx withdev = {.cfg = cfg, .dev = dev, .errs = &tmp, .file = set->path};
+    rc = parse_rule(&withdev, r, path, sel, set->name, NULL, NULL, &ri);
+    gw_rule_inst_clear(&ri);
+    char pp[80];
+    sp(pp, sizeof pp, "%s.params", dpath);
+    for (size_t i = 0; i < tmp.n; i++)
+        gw_cfgerr_add(dev_errs, cfg->file, pp, "with these params: %s", tmp.lines[i]);
+    gw_cfgerr_free(&tmp);
+    return rc == -2 ? -2 : 0;
+}
+
 /* Compile (or, with out NULL, only check) the rules of device number di. Rule-file errors
  * go to file_errs (NULL: suppressed, they were reported once per file); device errors
  * (overrides) go to dev_errs. A rule skipped for a missing parameter goes to warns when
@@ -1476,6 +1504,11 @@ static int compile_device(const gw_config *cfg, size_t di, gw_cfgerr *file_errs,
             }
             if (base == -1) {
                 rc = GW_ECONFIG;
+                if (device_made_error(cfg, dev, r, path, sets[s], sel, dpath, dev_errs) == -2) {
+                    rc = GW_ENOMEM;
+                    goto fail;
+                }
+                n_dev_errs++;
                 continue;
             }
             int rr = 0;

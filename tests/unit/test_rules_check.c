@@ -294,6 +294,16 @@ static void test_skip_warnings(void **state)
                                         "skipped for device gas-1: params.pressure_low_kpa not set");
     gw_cfgerr_free(&warns);
     gw_cfgerr_free(&errs);
+    /* params that break a rule for one device are that device's errors, with its place
+     * (rated power < 0: lamp-failure's clear limit falls on the wrong side of raise) */
+    tu_cfg_ruleset_file(cfg, "lamp");
+    tu_cfg_device(cfg, "lamp-1", "lamp", "", "{\"rated_power_w\": -100}", NULL, NULL);
+    assert_int_equal(gw_rules_check(cfg, &errs), GW_ECONFIG);
+    assert_true(errs.n >= 1);
+    assert_non_null(strstr(errs.lines[0], "test.json: devices[4].params: with these params: rules/lamp.json: rules[0]"));
+    assert_non_null(strstr(errs.lines[0], "deadband"));
+    gw_cfgerr_free(&errs);
+    cfg->devices[4].enabled = 0;
     /* a disabled device gets no rules: no warning */
     cfg->devices[1].enabled = 0;
     cfg->devices[2].enabled = 0;
