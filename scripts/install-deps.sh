@@ -12,7 +12,9 @@
 # is left alone.
 set -euo pipefail
 
-# One list, one place: add a package here and CI gets it.
+# One list, one place: add a package here and CI gets it. "pkg:cmd" means the package,
+# or any install that puts cmd on PATH (a node from NodeSource ships its own npm, and
+# Debian's npm package would conflict with it).
 PACKAGES=(
     # build
     build-essential cmake pkg-config
@@ -21,24 +23,28 @@ PACKAGES=(
     libmicrohttpd-dev libsystemd-dev libcmocka-dev
     # servers and tools for the tests and the demo
     mosquitto mosquitto-clients influxdb socat curl ca-certificates jq iproute2
-    python3 python3-pymodbus python3-serial-asyncio
-    # browser tests of the dashboard
-    chromium
+    python3 python3-pymodbus python3-serial-asyncio python3-jsonschema
+    # the Debian package test (lintian, systemd-analyze verify of the unit, file)
+    lintian systemd file
+    # browser tests of the dashboard (playwright-core from npm drives Debian's chromium)
+    chromium nodejs:node npm:npm
 )
 
 if [[ ${1:-} == --list ]]; then
-    printf '%s\n' "${PACKAGES[@]}"
+    printf '%s\n' "${PACKAGES[@]%%:*}"
     exit 0
 fi
 
 missing() {
     # dpkg-query prints one line per known package; unknown ones are simply missing.
-    local installed
-    installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${PACKAGES[@]}" 2>/dev/null |
+    local installed entry
+    installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${PACKAGES[@]%%:*}" 2>/dev/null |
         awk '$NF == "installed" && $(NF-1) == "ok" {print $1}') || true
-    local p
-    for p in "${PACKAGES[@]}"; do
-        grep -qxF -- "$p" <<<"$installed" || echo "$p"
+    for entry in "${PACKAGES[@]}"; do
+        if [[ $entry == *:* ]] && command -v "${entry#*:}" >/dev/null; then
+            continue
+        fi
+        grep -qxF -- "${entry%%:*}" <<<"$installed" || echo "${entry%%:*}"
     done
 }
 
