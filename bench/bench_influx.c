@@ -8,7 +8,8 @@
  * timestamps) into fresh databases of the same influxd, with the same gzip setting (the
  * baseline's batches are pre-gzipped when gzip is on; the writer then gzips its own).
  * The phases run in the order curl, writer, writer, curl (n/2 points each), so a drift
- * of influxd over the run (compactions, a growing WAL) weighs on both alike. Both gzip
+ * of influxd over the run (a growing WAL) weighs on both alike, and each phase starts
+ * when influxd has gone quiet (no compaction of the previous phase's data). Both gzip
  * settings are measured unless --gzip picks one. The CPU seconds of the bench process
  * (the client) and of influxd are reported per phase: on a small box the client's CPU
  * is taken from influxd.
@@ -193,6 +194,18 @@ static double influxd_cpu(void)
     if (!s || sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stt) != 2)
         return 0;
     return (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Wait (at most 10 s) until influxd is quiet, under 5 % of a core over 200 ms, so a
+ * compaction left over from the previous phase is not charged to the next client. */
+static void settle(void)
+{
+    for (int i = 0; i < 50 && influxd_pid > 0; i++) {
+        double a = influxd_cpu();
+        usleep(200000);
+        if (influxd_cpu() - a <= 0.01)
+            return;
+    }
 }
 
 typedef struct phase {
@@ -412,6 +425,7 @@ int main(int argc, char **argv)
             snprintf(q, sizeof q, "CREATE DATABASE %s", db);
             query(q);
             long from = (k == 0 || k == 1) ? 0 : half, to = from ? n : half;
+            settle();
             if (order[k] == 0)
                 run_curl(db, from, to, gz, &res[gz][0]);
             else if (run_writer(db, from, to, gz, sp, &res[gz][1]) != 0)

@@ -29,13 +29,39 @@
 #define DRAIN_BUDGET_MS 250
 #define RESPONSE_MAX 2048
 #define DEADLETTER_MAX (64LL * 1024 * 1024)
+/* A pop that brings fewer samples than this means submitters are trickling in a few at
+ * a time; the formatter then lingers LINGER_US before the next pop so they collect.
+ * Without it every small submit wakes the formatter: a futex call for the submitter and
+ * a context switch here, per submit, which on a small box is CPU taken from influxd.
+ * The delay is far below any flush interval. */
+#define LINGER_BELOW 256
+#define LINGER_US 1000
+#define PEND_QUIET_MS 5
+/* gzip level 1: line protocol is repetitive (series keys recur), so level 1 already
+ * shrinks it about 6 to 8 times; higher levels cost several times the CPU for a few
+ * percent on loopback or LAN links. A constant, not a config key, until a slow uplink
+ * asks for one. */
+#define GZIP_LEVEL 1
 
 typedef struct dev_meta {
     const char *id;
     const char *kind;
     gw_lp_tag *tags;
     size_t n_tags;
+    char *series;            /* escaped "kind,tag=value,... " made once (NULL: too long) */
+    size_t series_len;
+    uint64_t series_skips;   /* tags the series leaves out, counted per line as before */
 } dev_meta;
+
+/* One batch buffer: raw line protocol and, when gzip is on, its compressed form made
+ * on the formatting thread (gz_len 0: not compressed, the sender compresses). */
+typedef struct batch_buf {
+    char *buf;
+    size_t len;
+    uint32_t lines;
+    unsigned char *gz;
+    size_t gz_len, gz_cap;
+} batch_buf;
 
 typedef enum { SEND_OK = 0, SEND_RETRY, SEND_CONFIG } send_rc;
 
@@ -66,10 +92,13 @@ struct gw_influx_writer {
     size_t n_pend;
     const dev_meta *pend_dev;
 
-    char *batch;             /* live batch being filled */
+    char *batch;             /* live batch being filled (cur.buf) */
     size_t batch_len, batch_cap;
     uint32_t batch_lines;
     int64_t batch_deadline;  /* mono ms */
+    batch_buf cur;           /* the live batch's buffers (formatting thread) */
+    z_stream fz;             /* the formatting thread's deflate stream, reset per batch */
+    int fz_ready;
 
     int64_t next_attempt;    /* mono ms; no request before */
     int backoff_ms;
@@ -82,9 +111,9 @@ struct gw_influx_writer {
      * batch is on the wire the next is being formatted and compressed. */
     pthread_mutex_t hand_lock;
     pthread_cond_t hand_cond;
-    char *spare[2];
+    batch_buf spare[2];
     int n_spare;
-    struct { char *buf; size_t len; uint32_t lines; } ready[2];
+    batch_buf ready[2];
     int n_ready;
     int fmt_done;
 
@@ -161,6 +190,16 @@ static int build_devices(gw_influx_writer *w)
         }
         m->n_tags = n;
         w->by_id[i] = i;
+        char tmp[MAX_LINE];
+        gw_lp_skips sk = {0};
+        int sl = gw_lp_format_series(tmp, sizeof tmp, m->kind, m->tags, m->n_tags, &sk);
+        if (sl > 0) {
+            if (!(m->series = gw_malloc((size_t)sl)))
+                return GW_ENOMEM;
+            memcpy(m->series, tmp, (size_t)sl);
+            m->series_len = (size_t)sl;
+        }
+        m->series_skips = sk.bad_key;
     }
     pthread_mutex_lock(&sort_lock);
     sort_cfg = cfg;
@@ -362,17 +401,20 @@ int gw_influx_writer_new(const gw_config *cfg, gw_spool *spool, gw_influx_writer
         goto fail;
     size_t bb = w->ic->batch_bytes > 0 ? (size_t)w->ic->batch_bytes : 1048576;
     w->batch_cap = bb + MAX_LINE;
-    w->batch = gw_malloc(w->batch_cap);
-    w->spare[0] = gw_malloc(w->batch_cap);
-    w->spare[1] = gw_malloc(w->batch_cap);
+    w->cur.buf = w->batch = gw_malloc(w->batch_cap);
+    w->spare[0].buf = gw_malloc(w->batch_cap);
+    w->spare[1].buf = gw_malloc(w->batch_cap);
     w->n_spare = 2;
     rc = GW_ENOMEM;
-    if (!w->batch || !w->spare[0] || !w->spare[1])
+    if (!w->batch || !w->spare[0].buf || !w->spare[1].buf)
         goto fail;
     if (w->ic->gzip) {
-        if (deflateInit2(&w->z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        if (deflateInit2(&w->z, GZIP_LEVEL, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
             goto fail;
         w->z_ready = 1;
+        if (deflateInit2(&w->fz, GZIP_LEVEL, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+            goto fail;
+        w->fz_ready = 1;
     }
     rc = setup_curl(w);
     if (rc)
@@ -411,17 +453,26 @@ void gw_influx_writer_free(gw_influx_writer *w)
     gw_free(w->url);
     if (w->z_ready)
         deflateEnd(&w->z);
+    if (w->fz_ready)
+        deflateEnd(&w->fz);
     gw_free(w->zbuf);
-    gw_free(w->batch);
-    for (int i = 0; i < 2; i++)
-        gw_free(w->spare[i]);
-    for (int i = 0; i < w->n_ready; i++)
+    gw_free(w->cur.buf);
+    gw_free(w->cur.gz);
+    for (int i = 0; i < w->n_spare; i++) {
+        gw_free(w->spare[i].buf);
+        gw_free(w->spare[i].gz);
+    }
+    for (int i = 0; i < w->n_ready; i++) {
         gw_free(w->ready[i].buf);
+        gw_free(w->ready[i].gz);
+    }
     pthread_mutex_destroy(&w->hand_lock);
     pthread_cond_destroy(&w->hand_cond);
     gw_queue_free(w->queue);
-    for (size_t i = 0; w->devs && i < w->n_devs; i++)
+    for (size_t i = 0; w->devs && i < w->n_devs; i++) {
         gw_free(w->devs[i].tags);
+        gw_free(w->devs[i].series);
+    }
     gw_free(w->devs);
     gw_free(w->by_id);
     if (w->deadletter_fd >= 0)
@@ -464,37 +515,47 @@ static void set_state(gw_influx_writer *w, gw_influx_state s, int status, const 
 
 /* ---- HTTP ----------------------------------------------------------------------------- */
 
-static int gzip_body(gw_influx_writer *w, const char *buf, size_t len, const void **out,
-                     size_t *out_len)
+/* Compress buf into *out (grown as needed) with the stream z, reset first so the
+ * stream and its window are reused rather than set up per batch. */
+static int gzip_into(z_stream *z, const char *buf, size_t len, unsigned char **out,
+                     size_t *cap, size_t *out_len)
 {
-    size_t need = deflateBound(&w->z, (uLong)len) + 32;
-    if (need > w->zcap) {
-        unsigned char *nb = gw_realloc(w->zbuf, need);
+    size_t need = deflateBound(z, (uLong)len) + 32;
+    if (need > *cap) {
+        unsigned char *nb = gw_realloc(*out, need);
         if (!nb)
             return GW_ENOMEM;
-        w->zbuf = nb;
-        w->zcap = need;
+        *out = nb;
+        *cap = need;
     }
-    deflateReset(&w->z);
-    w->z.next_in = (Bytef *)(uintptr_t)buf;
-    w->z.avail_in = (uInt)len;
-    w->z.next_out = w->zbuf;
-    w->z.avail_out = (uInt)w->zcap;
-    if (deflate(&w->z, Z_FINISH) != Z_STREAM_END)
+    deflateReset(z);
+    z->next_in = (Bytef *)(uintptr_t)buf;
+    z->avail_in = (uInt)len;
+    z->next_out = *out;
+    z->avail_out = (uInt)*cap;
+    if (deflate(z, Z_FINISH) != Z_STREAM_END)
         return GW_EIO;
-    *out = w->zbuf;
-    *out_len = w->zcap - w->z.avail_out;
+    *out_len = *cap - z->avail_out;
     return 0;
 }
 
-/* POST one body. Returns the HTTP status, or 0 on a network error (err filled). */
-static long http_post(gw_influx_writer *w, const char *buf, size_t len, char *err, size_t errn)
+/* POST one body: buf, gzipped here when gzip is on unless pre (its gzip made on the
+ * formatting thread, pre_len > 0) is given. Returns the HTTP status, or 0 on a network
+ * error (err filled). */
+static long http_post(gw_influx_writer *w, const char *buf, size_t len, const void *pre,
+                      size_t pre_len, char *err, size_t errn)
 {
     const void *body = buf;
     size_t blen = len;
-    if (w->z_ready && gzip_body(w, buf, len, &body, &blen) != 0) {
-        snprintf(err, errn, "gzip failed");
-        return 0;
+    if (w->z_ready && pre && pre_len > 0) {
+        body = pre;
+        blen = pre_len;
+    } else if (w->z_ready) {
+        if (gzip_into(&w->z, buf, len, &w->zbuf, &w->zcap, &blen) != 0) {
+            snprintf(err, errn, "gzip failed");
+            return 0;
+        }
+        body = w->zbuf;
     }
     w->resp_len = 0;
     w->resp[0] = '\0';
@@ -562,13 +623,15 @@ static uint32_t count_lines(const char *buf, size_t len)
     return n;
 }
 
-/* Send buf (whole lines). 400/413 are resolved here by halving. On RETRY / CONFIG,
- * *done holds how many leading bytes were written or dead-lettered already (halves go
- * in order), so only the rest is kept: no line is counted twice. */
+/* Send buf (whole lines; pre / pre_len: its gzip, or NULL). 400/413 are resolved here
+ * by halving. On RETRY / CONFIG, *done holds how many leading bytes were written or
+ * dead-lettered already (halves go in order), so only the rest is kept: no line is
+ * counted twice. */
 static send_rc send_range(gw_influx_writer *w, const char *buf, size_t len, uint32_t lines,
-                          char *err, size_t errn, long *status, size_t *done)
+                          const void *pre, size_t pre_len, char *err, size_t errn, long *status,
+                          size_t *done)
 {
-    long code = http_post(w, buf, len, err, errn);
+    long code = http_post(w, buf, len, pre, pre_len, err, errn);
     *status = code;
     if (code >= 200 && code <= 299) {
         pthread_mutex_lock(&w->stats_lock);
@@ -597,11 +660,11 @@ static send_rc send_range(gw_influx_writer *w, const char *buf, size_t len, uint
                 break;
             }
         STAT_ADD(w, splits, 1);
-        send_rc r = send_range(w, buf, cut, half, err, errn, status, done);
+        send_rc r = send_range(w, buf, cut, half, NULL, 0, err, errn, status, done);
         if (r != SEND_OK)
             return r;
-        return send_range(w, buf + cut, len - cut, count_lines(buf + cut, len - cut), err, errn,
-                          status, done);
+        return send_range(w, buf + cut, len - cut, count_lines(buf + cut, len - cut), NULL, 0,
+                          err, errn, status, done);
     }
     return SEND_CONFIG; /* 401, 403, 404, other 3xx / 4xx: needs an operator */
 }
@@ -613,12 +676,12 @@ static int jitter(gw_influx_writer *w, int ms)
 
 /* Try to write one batch now. Updates state and the back-off; *done as in send_range. */
 static send_rc send_batch(gw_influx_writer *w, const char *buf, size_t len, uint32_t lines,
-                          size_t *done)
+                          const void *pre, size_t pre_len, size_t *done)
 {
     char err[200] = "";
     long status = 0;
     *done = 0;
-    send_rc r = send_range(w, buf, len, lines, err, sizeof err, &status, done);
+    send_rc r = send_range(w, buf, len, lines, pre, pre_len, err, sizeof err, &status, done);
     if (r == SEND_OK) {
         w->attempts = 0;
         w->backoff_ms = 0;
@@ -674,7 +737,7 @@ static void drain_spool(gw_influx_writer *w)
         if (rc != 0)
             break;
         size_t done = 0;
-        send_rc r = send_batch(w, b.data, b.len, b.lines, &done);
+        send_rc r = send_batch(w, b.data, b.len, b.lines, NULL, 0, &done);
         if (r == SEND_OK)
             gw_spool_delete(w->spool, b.id);
         else if (done > 0 && done < b.len)
@@ -688,14 +751,16 @@ static void drain_spool(gw_influx_writer *w)
 
 /* Sender thread: a full batch goes straight to the server when nothing is spooled,
  * else behind the spooled ones; at stop, always to the spool. */
-static void deliver(gw_influx_writer *w, const char *buf, size_t len, uint32_t lines)
+static void deliver(gw_influx_writer *w, const batch_buf *b)
 {
     if (!atomic_load(&w->stopping) && spool_count(w) == 0 && gw_mono_ms() >= w->next_attempt) {
         size_t done = 0;
-        if (send_batch(w, buf, len, lines, &done) != SEND_OK && done < len)
-            spool_batch(w, buf + done, len - done, count_lines(buf + done, len - done));
+        if (send_batch(w, b->buf, b->len, b->lines, b->gz, b->gz_len, &done) != SEND_OK &&
+            done < b->len)
+            spool_batch(w, b->buf + done, b->len - done,
+                        count_lines(b->buf + done, b->len - done));
     } else
-        spool_batch(w, buf, len, lines);
+        spool_batch(w, b->buf, b->len, b->lines);
 }
 
 /* Formatting thread: hand the live batch to the sender. Three buffers circulate (one
@@ -705,17 +770,25 @@ static void flush_batch(gw_influx_writer *w)
 {
     if (w->batch_lines == 0)
         return;
+    w->cur.len = w->batch_len;
+    w->cur.lines = w->batch_lines;
+    w->cur.gz_len = 0;
+    /* Compress here, while the sender has the previous batch on the wire, so the
+     * sender goes from one request to the next without stopping to compress. A batch
+     * bound for the spool (stopping, or behind spooled ones) is compressed for nothing,
+     * which only happens while the server is away. On failure the sender compresses. */
+    if (w->fz_ready && !atomic_load(&w->stopping) &&
+        gzip_into(&w->fz, w->cur.buf, w->cur.len, &w->cur.gz, &w->cur.gz_cap, &w->cur.gz_len))
+        w->cur.gz_len = 0;
     pthread_mutex_lock(&w->hand_lock);
     while (w->n_spare == 0)
         pthread_cond_wait(&w->hand_cond, &w->hand_lock);
-    w->ready[w->n_ready].buf = w->batch;
-    w->ready[w->n_ready].len = w->batch_len;
-    w->ready[w->n_ready].lines = w->batch_lines;
-    w->n_ready++;
-    w->batch = w->spare[--w->n_spare];
-    w->spare[w->n_spare] = NULL;
+    w->ready[w->n_ready++] = w->cur;
+    w->cur = w->spare[--w->n_spare];
+    w->spare[w->n_spare] = (batch_buf){0};
     pthread_cond_broadcast(&w->hand_cond);
     pthread_mutex_unlock(&w->hand_lock);
+    w->batch = w->cur.buf;
     w->batch_len = 0;
     w->batch_lines = 0;
 }
@@ -744,22 +817,18 @@ static void *sender_main(void *arg)
             }
         }
         int have = w->n_ready > 0;
-        char *buf = NULL;
-        size_t len = 0;
-        uint32_t lines = 0;
+        batch_buf b = {0};
         if (have) {
-            buf = w->ready[0].buf;
-            len = w->ready[0].len;
-            lines = w->ready[0].lines;
+            b = w->ready[0];
             w->ready[0] = w->ready[1];
             w->n_ready--;
         }
         int done = !have && w->fmt_done;
         pthread_mutex_unlock(&w->hand_lock);
         if (have) {
-            deliver(w, buf, len, lines);
+            deliver(w, &b);
             pthread_mutex_lock(&w->hand_lock);
-            w->spare[w->n_spare++] = buf;
+            w->spare[w->n_spare++] = b;
             pthread_cond_broadcast(&w->hand_cond);
             pthread_mutex_unlock(&w->hand_lock);
         }
@@ -770,12 +839,16 @@ static void *sender_main(void *arg)
     return NULL;
 }
 
-static void add_line(gw_influx_writer *w, const gw_lp_point *p)
+static void add_line(gw_influx_writer *w, const dev_meta *m, const gw_lp_field *f, size_t nf,
+                     int64_t ts_us)
 {
     gw_lp_skips sk = {0};
     for (int attempt = 0; attempt < 2; attempt++) {
-        int n = gw_lp_format(w->batch + w->batch_len, w->batch_cap - w->batch_len, p, w->prec,
-                             &sk);
+        int n = m->series ? gw_lp_format_line(w->batch + w->batch_len, w->batch_cap - w->batch_len,
+                                              m->series, m->series_len, f, nf, ts_us, w->prec, &sk)
+                          : GW_EFULL;
+        if (n > 0)
+            sk.bad_key += m->series_skips;
         if (n > 0) {
             if (w->batch_lines == 0)
                 w->batch_deadline = gw_mono_ms() + (w->ic->flush_ms > 0 ? w->ic->flush_ms : 1000);
@@ -783,7 +856,7 @@ static void add_line(gw_influx_writer *w, const gw_lp_point *p)
             w->batch_lines++;
             break;
         }
-        if (n != GW_EFULL || attempt == 1 || w->batch_lines == 0) {
+        if (n != GW_EFULL || attempt == 1 || w->batch_lines == 0 || !m->series) {
             if (n == GW_EFULL)
                 STAT_ADD(w, dropped_too_large, 1);
             break;
@@ -821,10 +894,9 @@ static void emit_pending(gw_influx_writer *w)
             x->f = s->value;
         }
     }
-    const dev_meta *m = w->pend_dev;
-    gw_lp_point p = {m->kind, m->tags, m->n_tags, f, w->n_pend, w->pend[0].ts_us};
+    size_t nf = w->n_pend;
     w->n_pend = 0;
-    add_line(w, &p);
+    add_line(w, w->pend_dev, f, nf, w->pend[0].ts_us);
 }
 
 /* Group samples into lines: consecutive samples of one device with one timestamp
@@ -870,14 +942,18 @@ static void *writer_main(void *arg)
             wait = w->batch_deadline - now;
         if (wait < 0)
             wait = 0;
-        /* A line still collecting fields waits a little for the rest of its samples:
-         * emitting it on an instant timeout would split one point into two lines. */
-        if (w->n_pend && wait < 5)
-            wait = 5;
+        /* A line still collecting fields is complete once the queue has been quiet for
+         * PEND_QUIET_MS: not sooner (emitting it on an instant timeout would split one
+         * point into two lines), and not later (waiting for the batch deadline held the
+         * last line of every burst, and a batch it would have filled, for flush_ms). */
+        if (w->n_pend)
+            wait = PEND_QUIET_MS;
         int n = gw_queue_pop_many(w->queue, buf, POP_CHUNK, (int)wait);
-        if (n > 0)
+        if (n > 0) {
             consume(w, buf, (size_t)n);
-        else if (n == GW_ECLOSED)
+            if (n < LINGER_BELOW && !atomic_load(&w->stopping))
+                usleep(LINGER_US);
+        } else if (n == GW_ECLOSED)
             break;
         else
             emit_pending(w); /* the queue went quiet: the line is complete */
@@ -936,12 +1012,10 @@ void gw_influx_writer_stop(gw_influx_writer *w)
 
 int gw_influx_writer_submit(gw_influx_writer *w, const gw_sample *samples, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        int rc = gw_queue_push(w->queue, &samples[i], 0);
-        if (rc == GW_ECLOSED)
-            return rc;
-    }
-    return 0;
+    if (n == 0)
+        return 0;
+    int rc = gw_queue_push_many(w->queue, samples, n, 0);
+    return rc == GW_ECLOSED ? rc : 0;
 }
 
 void gw_influx_writer_stats(gw_influx_writer *w, gw_influx_stats *out)
