@@ -18,6 +18,9 @@ def fmt_value(ev):
     if "field" not in e:
         return ""
     v = e.get("value")
+    if e.get("field") is None or v is None:
+        # Comm loss and staleness carry no value: say what the quality was.
+        return "no data (%s)" % (e.get("quality") or "none")
     unit = e.get("unit") or ""
     return ("%s=%s %s" % (e["field"], v, unit)).strip()
 
