@@ -357,7 +357,7 @@ typedef struct entry {
 typedef struct dev_dec {
     entry e[MAX_ENTRIES];
     size_t n;
-    gw_complaint complain;
+    gw_complaint complain[CG_BAD__COUNT]; /* one per reason: a new reason is always logged */
     _Atomic uint64_t bad[CG_BAD__COUNT];
 } dev_dec;
 
@@ -618,7 +618,7 @@ static int count_bad(sink *sk, int reason, const char *decoder, const char *deta
     if (reason < 0 || reason >= CG_BAD__COUNT)
         reason = CG_BAD_FRAME;
     atomic_fetch_add_explicit(&sk->dd->bad[reason], 1, memory_order_relaxed);
-    gw_complain(&sk->dd->complain, 0, 10000, 3600000, GW_LOG_WARN, "decode",
+    gw_complain(&sk->dd->complain[reason], 0, 10000, 3600000, GW_LOG_WARN, "decode",
                 "device %s: bad payload (%s, decoder %s): %s", sk->dev->id,
                 gw_decode_reason_name(reason), decoder ? decoder : "?",
                 detail && *detail ? detail : "-");
@@ -1093,8 +1093,8 @@ int gw_decode_payload(gw_decoders *d, size_t device_idx, const char *decoder,
         if (r < 0)
             rc = sk->consumer_rc ? sk->consumer_rc : r == GW_ENOMEM ? r : sk->rejected ? GW_EDECODE : 0;
     }
-    if (rc == 0 && dd->complain.interval_ms)
-        gw_complain_clear(&dd->complain, "decode", "device %s: payloads decode again", dev->id);
+    /* A good payload does not end the complaint: bad payloads are per message, and a
+     * device that alternates good and bad ones must not log every bad one. */
 done:
     cJSON_Delete(json);
     gw_free(sk);

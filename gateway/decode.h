@@ -15,8 +15,8 @@
  *
  * BAD PAYLOADS are never fatal: too large, invalid JSON, wrong types, invalid base64,
  * malformed frames are counted per device and reason (gw_decode_bad_count), logged
- * rate-limited per device (gw_complain), and the message is dropped (samples emitted
- * before the fault are kept).
+ * rate-limited per device and reason (gw_complain: once, then at doubling intervals),
+ * and the message is dropped (samples emitted before the fault are kept).
  *
  * JSON SAFETY: every payload is size-capped, copied to len+1 and NUL-terminated, its
  * nesting depth pre-scanned (at most GW_DECODE_JSON_DEPTH: Debian's libcjson has the

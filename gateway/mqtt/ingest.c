@@ -70,7 +70,8 @@ typedef struct source {
     uint32_t unknown_hash[UNKNOWN_SET];
     size_t n_unknown;
     gw_complaint unknown_complaint;
-    gw_complaint bad_complaint;
+    gw_complaint bad_complaint[5]; /* per reason (BAD_*): a new reason is always logged */
+    gw_complaint full_complaint;
     /* under ing->mu */
     conn_state conn;
     int64_t next_connect_ms;
@@ -210,6 +211,8 @@ static void unknown_device(source *s, const char *key, const char *topic)
 /* ---- message path (Paho's receive thread) ------------------------------------------------ */
 
 enum { BAD_OVERSIZE = 1, BAD_JSON, BAD_NO_KEY, BAD_NO_MATCH };
+_Static_assert(BAD_NO_MATCH < sizeof ((source *)0)->bad_complaint / sizeof(gw_complaint),
+               "one complaint per reason");
 
 static void count_bad(source *s, int why, const char *topic, size_t len)
 {
@@ -222,7 +225,7 @@ static void count_bad(source *s, int why, const char *topic, size_t len)
     case BAD_NO_KEY: COUNT(s, no_key); break;
     default: COUNT(s, no_match); break;
     }
-    gw_complain(&s->bad_complaint, 0, 10000, 600000, GW_LOG_WARN, AREA,
+    gw_complain(&s->bad_complaint[why], 0, 10000, 600000, GW_LOG_WARN, AREA,
                 "%s: message on %.128s (%zu bytes) dropped: %s", s->cfg->id, topic, len,
                 names[why]);
 }
@@ -318,7 +321,7 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
     }
     if (!taken) {
         /* Paho keeps it and calls again later; the broker gets no PUBACK meanwhile. */
-        gw_complain(&s->bad_complaint, 0, 10000, 600000, GW_LOG_WARN, AREA,
+        gw_complain(&s->full_complaint, 0, 10000, 600000, GW_LOG_WARN, AREA,
                     "%s: core queue full; messages are held by the MQTT client", s->cfg->id);
         return 0;
     }
