@@ -242,6 +242,15 @@ wait_for "[[ \$(influx_value \"SELECT last(energy_delta_kwh) FROM lamp WHERE dev
     fail "InfluxDB: lamp-0201 energy_delta_kwh missing"
 wait_for "[[ \$(influx_value \"SELECT last(pressure_mpa) FROM water WHERE device='water-0301'\") == 0.312 ]]" 15 ||
     fail "InfluxDB: water-0301 pressure_mpa missing"
+# MQTT devices are online while their reports keep coming.
+health_of() {
+    api /api/devices | "$PYTHON" -c 'import json, sys
+print({d["id"]: d["health"] for d in json.load(sys.stdin)}.get(sys.argv[1]))' "$1"
+}
+for d in mh-0101 mh-0102 mh-0103 lamp-0201 water-0301 gas-0401 gas-0402; do
+    wait_for "[[ \$(health_of $d) == online ]]" 5 || fail "$d: health $(health_of $d), want online"
+done
+[[ $(health_of ctr-0901) == unknown ]] || fail "ctr-0901 sent nothing yet: health $(health_of ctr-0901)"
 [[ $(metric 'citygate_decode_bad_payloads_total') == 0 ]] ||
     fail "good payloads counted as bad: $(api /metrics | grep bad_payloads)"
 info "every format decoded: $(metric 'citygate_mqtt_ingest_messages_total{source="lora",outcome="matched"}') messages matched"
