@@ -4,14 +4,17 @@
  *
  * Input: gw_influx_writer_submit() copies samples into the writer's own bounded queue
  * (drop-oldest when full, counted). Consecutive samples of one device with one
- * timestamp become one line: measurement = device kind; tags device, component, grid,
+ * timestamp become one line (closed by the next sample of another device or time, or
+ * by 5 ms without samples): measurement = device kind; tags device, component, grid,
  * gateway and the device's own "tags"; fields = the sample values (numbers as floats,
  * booleans, text as strings); the timestamp is the sample's, at the configured
  * precision, so a retried batch overwrites instead of duplicating. Samples of bad
  * quality, of unknown devices or with non-finite values are not written (counted).
  *
  * Batching: a batch is sent when it reaches batch_lines or batch_bytes, or flush_ms
- * after its first line. Bodies are gzip-compressed (zlib) when cfg gzip is on.
+ * after its first line. Bodies are gzip-compressed (zlib, level 1) when cfg gzip is
+ * on. Two threads: one formats (the series key of each device is escaped once, at
+ * new) and compresses a full batch while the other has the previous one on the wire.
  *
  * Delivery and the spool: while the spool is empty and the server healthy, batches go
  * straight to the server. A batch that cannot be written (network error, timeout, 5xx,
