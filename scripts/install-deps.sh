@@ -17,13 +17,16 @@ set -euo pipefail
 # Debian's npm package would conflict with it).
 PACKAGES=(
     # build
-    build-essential cmake pkg-config
+    build-essential cmake pkg-config zlib1g-dev dpkg-dev
+    # coverage-guided fuzzing (run-tests.sh --libfuzzer)
+    clang libclang-rt-14-dev
     # libraries
     libpaho-mqtt-dev libmodbus-dev libcurl4-openssl-dev libcjson-dev libsqlite3-dev
-    libmicrohttpd-dev libsystemd-dev libcmocka-dev
+    libmicrohttpd-dev libsystemd-dev libcmocka-dev libjs-dygraphs
     # servers and tools for the tests and the demo
     mosquitto mosquitto-clients influxdb socat curl ca-certificates jq iproute2
-    python3 python3-pymodbus python3-serial-asyncio python3-jsonschema
+    python3 python3-pymodbus python3-serial python3-serial-asyncio python3-jsonschema
+    python3-paho-mqtt collectd-core
     # the Debian package test (lintian, systemd-analyze verify of the unit, file)
     lintian systemd file
     # browser tests of the dashboard (playwright-core from npm drives Debian's chromium)
