@@ -99,6 +99,12 @@ typedef struct gw_gateway {
     /* counters */
     atomic_ullong ingest_samples, ingest_dropped, commit_errors;
     atomic_int influx_fault;   /* 1 while InfluxDB answers 401/403/404 */
+    atomic_int influx_fault_status; /* its HTTP status */
+    /* the gateway's own alarms as last told to the engine (engine thread only) */
+    int sys_influx_told;       /* -1 not yet, 0 cleared, 1 raised */
+    int sys_drop_told;
+    uint64_t sys_drops_seen;
+    int64_t sys_drop_last_ms, sys_next_ms;
     atomic_llong engine_beat_ms; /* monotonic time of the engine loop's last turn */
     gw_complaint queue_complaint;
 } gw_gateway;
@@ -274,6 +280,50 @@ static void refresh_health(gw_gateway *gw, int64_t now_us)
     }
 }
 
+#define TELEMETRY_DROP_QUIET_MS 60000
+
+/* The gateway's own alarms (DESIGN.md §6), told to the engine on its thread; the
+ * writer thread only sets atomics. A restored influx-config alarm is cleared only once
+ * a write has succeeded in this run, never just because no fault was seen yet. */
+static void engine_system_alarms(gw_gateway *gw, int64_t now_ms, int64_t wall_us)
+{
+    if (!gw->influx || now_ms < gw->sys_next_ms)
+        return;
+    gw->sys_next_ms = now_ms + 1000;
+    gw_influx_stats is;
+    gw_influx_writer_stats(gw->influx, &is);
+    int fault = atomic_load(&gw->influx_fault), rc = -1;
+    char detail[128];
+    if (fault && gw->sys_influx_told != 1) {
+        snprintf(detail, sizeof detail, "InfluxDB answered HTTP %d: telemetry is kept in the spool",
+                 atomic_load(&gw->influx_fault_status));
+        rc = gw_engine_system_alarm(gw->engine, GW_SYSALARM_INFLUX_CONFIG, GW_SEV_MAJOR, 1, NULL,
+                                    detail, wall_us);
+    } else if (!fault && gw->sys_influx_told != 0 && (gw->sys_influx_told == 1 || is.points_written)) {
+        rc = gw_engine_system_alarm(gw->engine, GW_SYSALARM_INFLUX_CONFIG, GW_SEV_MAJOR, 0, NULL,
+                                    "writes accepted again", wall_us);
+    }
+    /* GW_EAGAIN: the engine holds the condition and retries the commit on its ticks. */
+    if (rc == 0 || rc == GW_EAGAIN)
+        gw->sys_influx_told = fault;
+    if (is.dropped_spool > gw->sys_drops_seen) {
+        gw->sys_drops_seen = is.dropped_spool;
+        gw->sys_drop_last_ms = now_ms;
+        snprintf(detail, sizeof detail, "%llu telemetry lines dropped: spool full",
+                 (unsigned long long)is.dropped_spool);
+        rc = gw_engine_system_alarm(gw->engine, GW_SYSALARM_TELEMETRY_DROP, GW_SEV_WARNING, 1, NULL,
+                                    detail, wall_us);
+        if (rc == 0 || rc == GW_EAGAIN)
+            gw->sys_drop_told = 1;
+    } else if (gw->sys_drop_told != 0 && now_ms - gw->sys_drop_last_ms >= TELEMETRY_DROP_QUIET_MS) {
+        /* Quiet for a while (or restored active and quiet since the start). */
+        rc = gw_engine_system_alarm(gw->engine, GW_SYSALARM_TELEMETRY_DROP, GW_SEV_WARNING, 0, NULL,
+                                    "no telemetry dropped for 60 s", wall_us);
+        if (rc == 0 || rc == GW_EAGAIN)
+            gw->sys_drop_told = 0;
+    }
+}
+
 static void *engine_main(void *arg)
 {
     gw_gateway *gw = arg;
@@ -298,6 +348,7 @@ static void *engine_main(void *arg)
         atomic_store(&gw->engine_beat_ms, now);
         if (now >= next_tick) {
             int64_t wall = gw_now_us();
+            engine_system_alarms(gw, now, wall);
             gw_engine_tick(gw->engine, wall);
             refresh_health(gw, wall);
             next_tick = now + TICK_INTERVAL_MS;
@@ -756,6 +807,7 @@ static const char *http_unhealthy(void *ctx)
 static void influx_fault(void *ctx, int fault, int http_status, const char *msg)
 {
     gw_gateway *gw = ctx;
+    atomic_store(&gw->influx_fault_status, http_status);
     atomic_store(&gw->influx_fault, fault);
     if (fault)
         gw_error("influx", "configuration fault (HTTP %d): %s; telemetry is kept in the spool",
@@ -822,6 +874,8 @@ static int gateway_start(gw_gateway *gw)
 {
     const gw_config *cfg = gw->cfg;
     gw->started_us = gw_now_us();
+    gw->sys_influx_told = gw->sys_drop_told = -1;
+    gw->sys_drop_last_ms = gw_mono_ms();
     int rc = make_data_dir(cfg->gateway.data_dir);
     if (rc)
         return rc;

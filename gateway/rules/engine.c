@@ -18,6 +18,7 @@
 
 #define RING 8
 #define ARING 16 /* rate anchors: samples kept every window / 8, two windows deep */
+#define SYS_DETAIL_MAX 160
 
 typedef struct field_rt {
     char name[GW_FIELD_MAX];
@@ -59,6 +60,10 @@ typedef struct dev_rt {
     int has_sample;
     /* should_be_on: schedule minutes of the local day, or the sun at the location */
     int sched_on, sched_off; /* -1 when no schedule */
+    /* The gateway itself (system alarms): no fields, instances added on demand, a
+     * detail text per instance for the evidence. */
+    int is_sys;
+    char (*detail)[SYS_DETAIL_MAX];
 } dev_rt;
 
 struct gw_engine {
@@ -73,7 +78,15 @@ struct gw_engine {
     int64_t t0;              /* first time seen: staleness counts from here after start */
     int64_t clock;           /* latest time seen (samples may carry older payload times) */
     gw_engine_stats st;
+    dev_rt sys;              /* the gateway's own alarms (gw_engine_system_alarm) */
+    gw_device sys_dev;       /* its pseudo-device (strings owned here) */
 };
+
+/* Every device runtime, the gateway's own last; NULL past the end. */
+static dev_rt *dev_at(gw_engine *e, size_t i)
+{
+    return i < e->n_devs ? &e->devs[i] : i == e->n_devs ? &e->sys : NULL;
+}
 
 /* ---- device lookup --------------------------------------------------------------------- */
 
@@ -316,6 +329,11 @@ static void fill_evidence(const dev_rt *d, size_t ii, gw_evidence *ev)
 {
     const gw_rule_inst *ri = &d->inst[ii];
     memset(ev, 0, sizeof *ev);
+    if (d->is_sys) {
+        ev->quality = GW_Q_GOOD;
+        ev->text = d->detail[ii][0] ? d->detail[ii] : NULL;
+        return;
+    }
     if (ri->evidence < 0) {
         ev->quality = d->has_sample ? d->last_quality : GW_Q_STALE;
         return;
@@ -335,6 +353,41 @@ static void fill_evidence(const dev_rt *d, size_t ii, gw_evidence *ev)
         ev->v[k] = f->rv[i];
     }
     ev->n = n;
+}
+
+/* The gateway's alarms have no rule file to recompile at start: their saved state also
+ * carries the severity and problem name they were raised with. */
+static int sys_state_add(const gw_rule_inst *ri, char **state)
+{
+    cJSON *o = cJSON_Parse(*state);
+    int ok = o && cJSON_AddStringToObject(o, "sys_severity", gw_rule_severity_name(ri->levels[0].severity)) &&
+             cJSON_AddStringToObject(o, "sys_name", ri->pname ? ri->pname : "");
+    char *txt = ok ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!txt)
+        return GW_ENOMEM;
+    gw_free(*state);
+    *state = gw_strdup(txt);
+    cJSON_free(txt);
+    return *state ? 0 : GW_ENOMEM;
+}
+
+static void sys_state_apply(gw_rule_inst *ri, const char *state)
+{
+    cJSON *o = cJSON_Parse(state);
+    const cJSON *sv = cJSON_GetObjectItemCaseSensitive(o, "sys_severity");
+    const cJSON *nm = cJSON_GetObjectItemCaseSensitive(o, "sys_name");
+    gw_severity sev;
+    if (cJSON_IsString(sv) && gw_rule_severity_parse(sv->valuestring, &sev) == 0 && sev != GW_SEV_NONE)
+        ri->levels[0].severity = sev;
+    if (cJSON_IsString(nm) && nm->valuestring[0]) {
+        char *n = gw_strdup(nm->valuestring);
+        if (n) {
+            gw_free(ri->pname);
+            ri->pname = n;
+        }
+    }
+    cJSON_Delete(o);
 }
 
 /* Format and commit one event for instance ii of d with the alarm value next. */
@@ -357,6 +410,8 @@ static int emit(gw_engine *e, dev_rt *d, size_t ii, const gw_alarm *next, gw_eve
     int rc = gw_event_format(&info, &json);
     if (rc == 0 && !gw_alarm_is_normal(&a))
         rc = gw_alarm_to_json(&a, &state);
+    if (rc == 0 && state && d->is_sys)
+        rc = sys_state_add(ri, &state);
     if (rc == 0)
         rc = gw_event_format_retained(&info, &retained);
     if (rc == 0) {
@@ -500,8 +555,8 @@ int gw_engine_tick(gw_engine *e, int64_t now)
     if (now > e->clock)
         e->clock = now;
     int rc = 0;
-    for (size_t di = 0; di < e->n_devs; di++) {
-        dev_rt *d = &e->devs[di];
+    dev_rt *d;
+    for (size_t di = 0; (d = dev_at(e, di)); di++) {
         for (size_t ii = 0; ii < d->n_inst; ii++) {
             const gw_rule_inst *ri = &d->inst[ii];
             gw_alarm *a = &d->alarms[ii];
@@ -523,6 +578,185 @@ int gw_engine_tick(gw_engine *e, int64_t now)
     return rc;
 }
 
+/* ---- the gateway's own alarms ------------------------------------------------------------ */
+
+typedef struct sys_def {
+    const char *rule_id, *code, *name, *condition;
+    gw_severity sev;
+} sys_def;
+
+/* Known system alarms: created at start, so commands (out_of_service before planned
+ * work) reach them before they are ever raised. */
+static const sys_def sys_defs[] = {
+    {GW_SYSALARM_INFLUX_CONFIG, "G01", "InfluxDB configuration fault",
+     "InfluxDB refuses writes with 401, 403 or 404 (credentials, database or bucket)", GW_SEV_MAJOR},
+    {GW_SYSALARM_TELEMETRY_DROP, "G02", "telemetry dropped",
+     "telemetry spool full: the oldest telemetry is dropped", GW_SEV_WARNING},
+    {GW_SYSALARM_EVENT_STORE, "G03", "event store failing",
+     "event commits to the outbox keep failing", GW_SEV_MAJOR},
+};
+
+static int valid_rule_id(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n >= GW_ID_MAX)
+        return 0;
+    return strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789_-") == n;
+}
+
+static const sys_def *sys_def_of(const char *rule_id)
+{
+    for (size_t i = 0; i < sizeof sys_defs / sizeof *sys_defs; i++)
+        if (strcmp(sys_defs[i].rule_id, rule_id) == 0)
+            return &sys_defs[i];
+    return NULL;
+}
+
+/* Grow the gateway's instance arrays by one (zeroed). */
+static int sys_grow(dev_rt *d)
+{
+    size_t n = d->n_inst + 1;
+    gw_rule_inst *inst = gw_realloc(d->inst, n * sizeof *inst);
+    if (inst)
+        d->inst = inst;
+    gw_alarm *al = gw_realloc(d->alarms, n * sizeof *al);
+    if (al)
+        d->alarms = al;
+    uint8_t *pe = gw_realloc(d->pending, n);
+    if (pe)
+        d->pending = pe;
+    char (*dt)[SYS_DETAIL_MAX] = gw_realloc(d->detail, n * sizeof *dt);
+    if (dt)
+        d->detail = dt;
+    if (!inst || !al || !pe || !dt)
+        return GW_ENOMEM;
+    memset(&d->inst[n - 1], 0, sizeof *inst);
+    memset(&d->alarms[n - 1], 0, sizeof *al);
+    d->pending[n - 1] = 0;
+    d->detail[n - 1][0] = '\0';
+    return 0;
+}
+
+/* Find the gateway's alarm rule_id, or add it (catalogue defaults, else sev / name /
+ * code "G00"). Returns 0 with *idx, GW_EINVAL (bad id, no gateway id) or GW_ENOMEM. */
+static int sys_find_or_add(gw_engine *e, const char *rule_id, gw_severity sev, const char *name,
+                           size_t *idx)
+{
+    if (!e->sys_dev.id || !valid_rule_id(rule_id))
+        return GW_EINVAL;
+    dev_rt *d = &e->sys;
+    for (size_t i = 0; i < d->n_inst; i++)
+        if (strcmp(d->inst[i].rule_id, rule_id) == 0) {
+            *idx = i;
+            return 0;
+        }
+    const sys_def *def = sys_def_of(rule_id);
+    if (sev == GW_SEV_NONE)
+        sev = def ? def->sev : GW_SEV_MAJOR;
+    if (!name)
+        name = def ? def->name : rule_id;
+    if (sys_grow(d) != 0)
+        return GW_ENOMEM;
+    gw_rule_inst *ri = &d->inst[d->n_inst];
+    size_t alen = strlen(e->sys_dev.id) + strlen(rule_id) + 2;
+    ri->rule_id = gw_strdup(rule_id);
+    ri->alarm_id = gw_malloc(alen);
+    ri->name = gw_strdup(name);
+    ri->pcode = gw_strdup(def ? def->code : "G00");
+    ri->pname = gw_strdup(name);
+    ri->levels[0].condition = gw_strdup(def ? def->condition : name);
+    if (!ri->rule_id || !ri->alarm_id || !ri->name || !ri->pcode || !ri->pname ||
+        !ri->levels[0].condition) {
+        gw_rule_inst_clear(ri);
+        return GW_ENOMEM;
+    }
+    snprintf(ri->alarm_id, alen, "%s/%s", e->sys_dev.id, rule_id);
+    /* No condition tree: the caller states the condition. One level, no delays. */
+    ri->root.op = GW_OP_QUALITY;
+    ri->levels[0].severity = sev;
+    ri->levels[0].raise = ri->levels[0].clear = NAN;
+    ri->n_levels = 1;
+    ri->pclass = GW_PROB_GATEWAY;
+    ri->evidence = -1;
+    if (e->cfg->upstream.renotify_s > 0)
+        ri->renotify_us = (int64_t)e->cfg->upstream.renotify_s * 1000000;
+    *idx = d->n_inst++;
+    return 0;
+}
+
+static int sys_build(gw_engine *e)
+{
+    const gw_gateway_cfg *g = &e->cfg->gateway;
+    e->sys.is_sys = 1;
+    e->sys.sched_on = e->sys.sched_off = -1;
+    e->sys.dev = &e->sys_dev;
+    if (!g->id || !g->id[0])
+        return 0; /* no gateway id: no system alarms (gw_engine_system_alarm refuses) */
+    e->sys_dev.id = gw_strdup(g->id);
+    e->sys_dev.kind = gw_strdup("gateway");
+    e->sys_dev.name = g->name ? gw_strdup(g->name) : NULL;
+    e->sys_dev.enabled = 1;
+    if (!e->sys_dev.id || !e->sys_dev.kind || (g->name && !e->sys_dev.name))
+        return GW_ENOMEM;
+    if (find_dev(e, g->id, UINT32_MAX))
+        gw_warn("rules", "device id %s is also the gateway id: the gateway's own alarms use "
+                "\"%s/<rule>\" too", g->id, g->id);
+    for (size_t i = 0; i < sizeof sys_defs / sizeof *sys_defs; i++) {
+        size_t idx;
+        int rc = sys_find_or_add(e, sys_defs[i].rule_id, GW_SEV_NONE, NULL, &idx);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int gw_engine_system_alarm(gw_engine *e, const char *rule_id, gw_severity sev, int active,
+                           const char *problem_name, const char *detail, int64_t now)
+{
+    if (sev < GW_SEV_NONE || sev >= GW_SEV__COUNT)
+        return GW_EINVAL;
+    size_t ii;
+    int rc = sys_find_or_add(e, rule_id, sev, problem_name, &ii);
+    if (rc)
+        return rc;
+    dev_rt *d = &e->sys;
+    gw_rule_inst *ri = &d->inst[ii];
+    gw_alarm *a = &d->alarms[ii];
+    if (now > e->clock)
+        e->clock = now;
+    if (problem_name && strcmp(problem_name, ri->pname) != 0) {
+        char *n = gw_strdup(problem_name);
+        if (!n)
+            return GW_ENOMEM;
+        gw_free(ri->pname);
+        ri->pname = n;
+    }
+    if (detail)
+        snprintf(d->detail[ii], SYS_DETAIL_MAX, "%s", detail);
+    gw_severity cur = ri->levels[0].severity;
+    if (active && sev != GW_SEV_NONE && sev != cur) {
+        ri->levels[0].severity = sev;
+        if (a->rep_level > 0 && a->sup == GW_SUP_NONE) {
+            /* Reported active: the new severity is news of its own; a worse one needs
+             * a fresh acknowledgement (as for rule levels). */
+            gw_alarm next = *a;
+            next.last_notify = next.last_change = now;
+            if (sev > cur)
+                next.state = GW_ALARM_ACTIVE_UNACKED;
+            rc = emit(e, d, ii, &next, GW_EV_UPDATED, sev > cur ? "escalated" : "deescalated",
+                      now, NULL, NULL);
+            if (rc) {
+                ri->levels[0].severity = cur;
+                return rc;
+            }
+        }
+    }
+    gw_alarm_debounce(a, ri, active ? 1u : 0u, now, 1);
+    if (a->cond_level != a->rep_level || d->pending[ii])
+        return reconcile(e, d, ii, now);
+    return 0;
+}
+
 /* ---- commands ---------------------------------------------------------------------------- */
 
 static int find_alarm(gw_engine *e, const char *alarm_id, dev_rt **dout, size_t *iout)
@@ -533,6 +767,15 @@ static int find_alarm(gw_engine *e, const char *alarm_id, dev_rt **dout, size_t 
     char dev[GW_ID_MAX];
     memcpy(dev, alarm_id, (size_t)(slash - alarm_id));
     dev[slash - alarm_id] = '\0';
+    /* The gateway's own alarms first (a device named like the gateway keeps its other
+     * rules). */
+    if (e->sys_dev.id && strcmp(dev, e->sys_dev.id) == 0)
+        for (size_t i = 0; i < e->sys.n_inst; i++)
+            if (strcmp(e->sys.inst[i].rule_id, slash + 1) == 0) {
+                *dout = &e->sys;
+                *iout = i;
+                return 0;
+            }
     dev_rt *d = find_dev(e, dev, UINT32_MAX);
     if (!d)
         return GW_ENOTFOUND;
@@ -657,20 +900,33 @@ int gw_engine_restore_alarm(gw_engine *e, const char *alarm_id, const char *stat
 {
     dev_rt *d;
     size_t ii;
-    if (find_alarm(e, alarm_id, &d, &ii) != 0)
-        return GW_ENOTFOUND;
+    if (find_alarm(e, alarm_id, &d, &ii) != 0) {
+        /* A system alarm this run has not met yet (one from a newer or older version,
+         * or raised on demand): it stays known, so its clear can still be reported. */
+        const char *slash = alarm_id ? strrchr(alarm_id, '/') : NULL;
+        size_t n = slash ? (size_t)(slash - alarm_id) : 0;
+        if (!slash || !e->sys_dev.id || strlen(e->sys_dev.id) != n ||
+            strncmp(alarm_id, e->sys_dev.id, n) != 0)
+            return GW_ENOTFOUND;
+        int rc = sys_find_or_add(e, slash + 1, GW_SEV_NONE, NULL, &ii);
+        if (rc != 0)
+            return rc == GW_EINVAL ? GW_ENOTFOUND : rc;
+        d = &e->sys;
+    }
     gw_alarm a;
     int rc = gw_alarm_from_json(&a, &d->inst[ii], state_json);
     if (rc != 0)
         return rc;
+    if (d->is_sys)
+        sys_state_apply(&d->inst[ii], state_json);
     d->alarms[ii] = a;
     return 0;
 }
 
 int gw_engine_foreach_alarm(gw_engine *e, gw_engine_alarm_fn fn, void *ctx)
 {
-    for (size_t di = 0; di < e->n_devs; di++) {
-        dev_rt *d = &e->devs[di];
+    dev_rt *d;
+    for (size_t di = 0; (d = dev_at(e, di)); di++) {
         for (size_t ii = 0; ii < d->n_inst; ii++) {
             if (gw_alarm_is_normal(&d->alarms[ii]))
                 continue;
@@ -689,8 +945,8 @@ int gw_engine_alarms_json(gw_engine *e, char **out)
     if (!buf)
         return GW_ENOMEM;
     buf[len++] = '[';
-    for (size_t di = 0; di < e->n_devs; di++) {
-        dev_rt *d = &e->devs[di];
+    dev_rt *d;
+    for (size_t di = 0; (d = dev_at(e, di)); di++) {
         for (size_t ii = 0; ii < d->n_inst; ii++) {
             if (gw_alarm_is_normal(&d->alarms[ii]))
                 continue;
@@ -736,9 +992,10 @@ void gw_engine_stats_get(gw_engine *e, gw_engine_stats *out)
     gw_engine_stats s = e->st;
     s.rules = s.active = s.suppressed = s.pending = 0;
     memset(s.active_by_severity, 0, sizeof s.active_by_severity);
-    for (size_t di = 0; di < e->n_devs; di++) {
-        dev_rt *d = &e->devs[di];
-        s.rules += d->n_inst;
+    dev_rt *d;
+    for (size_t di = 0; (d = dev_at(e, di)); di++) {
+        if (!d->is_sys) /* compiled rules only */
+            s.rules += d->n_inst;
         for (size_t ii = 0; ii < d->n_inst; ii++) {
             const gw_alarm *a = &d->alarms[ii];
             if (a->rep_level > 0) {
@@ -766,6 +1023,7 @@ static void dev_free(dev_rt *d)
     gw_free(d->pending);
     gw_free(d->fmap);
     gw_free(d->devlevel);
+    gw_free(d->detail);
 }
 
 void gw_engine_free(gw_engine *e)
@@ -774,6 +1032,10 @@ void gw_engine_free(gw_engine *e)
         return;
     for (size_t i = 0; i < e->n_devs; i++)
         dev_free(&e->devs[i]);
+    dev_free(&e->sys);
+    gw_free(e->sys_dev.id);
+    gw_free(e->sys_dev.kind);
+    gw_free(e->sys_dev.name);
     gw_free(e->devs);
     gw_free(e->hash);
     gw_free(e);
@@ -918,6 +1180,8 @@ int gw_engine_new(const gw_config *cfg, const gw_engine_hooks *hooks, void *ctx,
             h = (h + 1) & e->hash_mask;
         e->hash[h] = (uint32_t)i + 1;
     }
+    if ((rc = sys_build(e)) != 0)
+        goto fail;
     *out = e;
     return 0;
 fail:

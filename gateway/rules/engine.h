@@ -107,6 +107,37 @@ int gw_engine_foreach_alarm(gw_engine *e, gw_engine_alarm_fn fn, void *ctx);
  * (for the HTTP page; hand the text to another thread). Returns 0 with *out (gw_free). */
 int gw_engine_alarms_json(gw_engine *e, char **out);
 
+/* Alarms of the gateway itself (DESIGN.md §6: "401/403/404 are configuration faults,
+ * raised as an alarm of the gateway itself"). A system alarm is an ordinary alarm of a
+ * pseudo-device, the gateway: alarm id "<gateway id>/<rule_id>", device {"id": gateway
+ * id, "kind": "gateway", "profile": null, "name": gateway name}, problem class
+ * "gateway", every component member null, evidence {"field": null, "value": detail}. It
+ * goes through the same commit hook (seq, outbox, retained …/alarm/<gateway>/<rule_id>),
+ * takes the same commands (ack, shelve, out_of_service, ...) and is saved and restored
+ * like any other alarm (gw_engine_restore_alarm accepts any "<gateway id>/<rule>").
+ *
+ * active = 1: the condition holds (raised at once: no delays); 0: it no longer holds
+ * (cleared). Calling again with the same value is cheap and emits nothing (detail is
+ * kept for the next event). sev (GW_SEV_WARNING..GW_SEV_CRITICAL, or GW_SEV_NONE for
+ * the rule's default) applies when raised; a different sev while active is reported as
+ * an `updated` event (escalated / deescalated). problem_name may be NULL (known rule
+ * ids have one; others default to the rule id); detail (may be NULL) is a short text
+ * shown as the evidence value. Known rule ids (GW_SYSALARM_*) carry a problem code
+ * G01.., a default severity and a condition text; any other id matching [a-z0-9_-]+
+ * gets code "G00".
+ *
+ * A restored active system alarm stays active until the caller says otherwise: the
+ * caller clears it once it has seen the fault gone (not merely not seen it yet).
+ *
+ * Returns 0, GW_EAGAIN (the commit failed: the transition stays due and is retried by
+ * gw_engine_tick), GW_EINVAL (bad rule id or severity, or the config has no gateway
+ * id) or GW_ENOMEM. Thread: the engine thread (like every other call). */
+#define GW_SYSALARM_INFLUX_CONFIG "influx-config"     /* InfluxDB answers 401/403/404 */
+#define GW_SYSALARM_TELEMETRY_DROP "telemetry-dropped" /* spool full: telemetry dropped */
+#define GW_SYSALARM_EVENT_STORE "event-store"         /* outbox commits keep failing */
+int gw_engine_system_alarm(gw_engine *e, const char *rule_id, gw_severity sev, int active,
+                           const char *problem_name, const char *detail, int64_t now_us);
+
 void gw_engine_stats_get(gw_engine *e, gw_engine_stats *out);
 uint64_t gw_engine_last_seq(const gw_engine *e);
 

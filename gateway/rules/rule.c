@@ -48,6 +48,7 @@ const char *gw_rule_problem_class_name(gw_problem_class c)
     case GW_PROB_COMPONENT: return "component";
     case GW_PROB_EVENT: return "event";
     case GW_PROB_DEVICE: return "device";
+    case GW_PROB_GATEWAY: return "gateway";
     }
     return "device";
 }

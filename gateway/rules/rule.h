@@ -83,7 +83,8 @@ typedef struct gw_level {
     char *condition;         /* human text, e.g. "tilt_deg > 15 for 30s" */
 } gw_level;
 
-typedef enum { GW_PROB_COMPONENT = 0, GW_PROB_EVENT, GW_PROB_DEVICE } gw_problem_class;
+/* GW_PROB_GATEWAY: the gateway's own alarms (gw_engine_system_alarm); never from a rule file. */
+typedef enum { GW_PROB_COMPONENT = 0, GW_PROB_EVENT, GW_PROB_DEVICE, GW_PROB_GATEWAY } gw_problem_class;
 const char *gw_rule_problem_class_name(gw_problem_class c);
 
 /* A rule compiled for one device. */
