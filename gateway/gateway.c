@@ -269,6 +269,7 @@ static void refresh_health(gw_gateway *gw, int64_t now_us)
                 case GW_MB_PROBING: h = GW_HEALTH_PROBING; break;
                 default: break;
                 }
+                gw_store_set_modbus_detail(gw->store, i, mh.last_exception, mh.last_error);
             }
         } else {
             int64_t last = gw_store_last_good_us(gw->store, i);
@@ -684,6 +685,11 @@ static char *http_metrics(void *ctx)
                 (unsigned long long)ps.timeouts, (unsigned long long)ps.crc_errors,
                 (unsigned long long)ps.bad_frames, (unsigned long long)ps.exceptions,
                 (unsigned long long)ps.connect_failures);
+        mprintf(&b, "# HELP citygate_modbus_exceptions_total Modbus exception answers by code.\n"
+                    "# TYPE citygate_modbus_exceptions_total counter\n");
+        for (int code = 1; code < 12; code++)
+            mprintf(&b, "citygate_modbus_exceptions_total{code=\"%d\"} %llu\n", code,
+                    (unsigned long long)ps.exception_code[code]);
         metric(&b, "modbus_cycles_late_total", "counter", "Poll cycles that started late.",
                (double)ps.cycles_late);
         metric(&b, "modbus_read_splits_total", "counter", "Merged reads split after exceptions.",

@@ -31,6 +31,8 @@ typedef struct device_state {
     gw_health health;
     int64_t last_good_us, last_us;
     uint64_t samples, bad_samples;
+    int last_exception;     /* Modbus only */
+    char last_error[128];   /* Modbus only */
 } device_state;
 
 typedef struct alarm_entry { char *id; char *json; } alarm_entry;
@@ -204,6 +206,18 @@ void gw_store_set_health(gw_store *st, size_t device_idx, gw_health h)
     pthread_rwlock_unlock(&st->lock);
 }
 
+void gw_store_set_modbus_detail(gw_store *st, size_t device_idx, int last_exception,
+                                const char *last_error)
+{
+    pthread_rwlock_wrlock(&st->lock);
+    if (device_idx < st->cfg->n_devices) {
+        device_state *ds = &st->dev[device_idx];
+        ds->last_exception = last_exception;
+        snprintf(ds->last_error, sizeof ds->last_error, "%s", last_error ? last_error : "");
+    }
+    pthread_rwlock_unlock(&st->lock);
+}
+
 void gw_store_alarm(gw_store *st, const char *alarm_id, const char *state_json)
 {
     pthread_rwlock_wrlock(&st->lock);
@@ -333,6 +347,10 @@ char *gw_store_devices_json(gw_store *st, int64_t now_us)
             cJSON_AddNullToObject(o, "age_s");
         cJSON_AddNumberToObject(o, "samples", (double)ds->samples);
         cJSON_AddNumberToObject(o, "bad_samples", (double)ds->bad_samples);
+        if (dev->source == GW_SRC_MODBUS) {
+            cJSON_AddNumberToObject(o, "last_exception", ds->last_exception);
+            cJSON_AddStringToObject(o, "last_error", ds->last_error);
+        }
         cJSON *vals = cJSON_AddObjectToObject(o, "values");
         for (size_t i = 0; vals && i < ds->n_points; i++) {
             const point *p = &ds->points[i];

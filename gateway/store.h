@@ -33,6 +33,11 @@ void gw_store_put(gw_store *st, const gw_sample *s);
 int64_t gw_store_last_good_us(gw_store *st, size_t device_idx);
 /* Device health as seen by its source (poller or ingest). */
 void gw_store_set_health(gw_store *st, size_t device_idx, gw_health h);
+/* Modbus detail of a device for /api/devices: the last Modbus exception code it answered
+ * (0 = none) and its current error text ("" or NULL = none; copied, truncated to 127
+ * bytes). Shown as "last_exception" / "last_error" on Modbus devices only. */
+void gw_store_set_modbus_detail(gw_store *st, size_t device_idx, int last_exception,
+                                const char *last_error);
 /* Alarm state: state_json (copied) is the retained alarm-state JSON; NULL removes. */
 void gw_store_alarm(gw_store *st, const char *alarm_id, const char *state_json);
 /* Append one event JSON (copied) to the recent-events ring. */
