@@ -13,7 +13,9 @@
  *       chain) -> one gw_queue_push per sample (as gateway.c does) into the bounded
  *       sample queue, drained by a thread. Done when N x SAMPLES samples are drained.
  *       "batch": a message's samples are pushed at once (gw_queue_push_many), one
- *       wake-up of the draining thread per message instead of one per sample.
+ *       wake-up of the draining thread per message instead of one per sample. "nap":
+ *       the draining thread sleeps 1 ms after a small batch, so that the producer
+ *       finds it not waiting and wakes it (a futex syscall) far less often.
  *
  * Thread: main waits and polls; Paho's threads and the drain thread do the work. */
 #include "check.h"
@@ -143,6 +145,7 @@ typedef struct core {
     gw_decoders *dec;
     gw_queue *q;
     int batch;               /* push a message's samples at once (gw_queue_push_many) */
+    int nap;                 /* the drain naps 1 ms after a small batch */
     size_t n;                /* batch: samples of the message being decoded */
     gw_sample s[CORE_BATCH];
 } core;
@@ -189,12 +192,14 @@ static void *core_drain(void *arg)
             break;
         if (n > 0)
             mark(n);
+        if (c->nap && n > 0 && n < BATCH / 4)
+            usleep(1000); /* let a batch build up: no wake-up per message */
     }
     free(b);
     return NULL;
 }
 
-static int run_core(const char *file, long n, long per_msg, int batch)
+static int run_core(const char *file, long n, long per_msg, int batch, int nap)
 {
     gw_cfgerr errs = {0};
     gw_config *cfg = NULL;
@@ -205,6 +210,7 @@ static int run_core(const char *file, long n, long per_msg, int batch)
     if (!c)
         return 1;
     c->batch = batch;
+    c->nap = nap;
     if (gw_config_load_checked(file, &errs, &cfg) != 0 ||
         gw_decoders_create(cfg, NULL, &errs, &c->dec) != 0) {
         gw_cfgerr_print(&errs, 2);
@@ -246,10 +252,20 @@ int main(int argc, char **argv)
     gw_log_set_level(GW_LOG_WARN);
     if (argc >= 5 && strcmp(argv[1], "paho") == 0)
         return run_paho(argv[2], argv[3], atol(argv[4]), argv + 5, argc - 5);
-    if ((argc == 5 || (argc == 6 && strcmp(argv[5], "batch") == 0)) && strcmp(argv[1], "core") == 0)
-        return run_core(argv[2], atol(argv[3]), atol(argv[4]), argc == 6);
+    if (argc >= 5 && strcmp(argv[1], "core") == 0) {
+        int batch = 0, nap = 0;
+        for (int i = 5; i < argc; i++) {
+            if (strcmp(argv[i], "batch") == 0)
+                batch = 1;
+            else if (strcmp(argv[i], "nap") == 0)
+                nap = 1;
+            else
+                return 2;
+        }
+        return run_core(argv[2], atol(argv[3]), atol(argv[4]), batch, nap);
+    }
     fprintf(stderr, "usage: bench_ingest_e2e paho URL CLIENT_ID N [FILTER...]\n"
-                    "       bench_ingest_e2e core CONFIG N SAMPLES_PER_MESSAGE [batch]\n"
+                    "       bench_ingest_e2e core CONFIG N SAMPLES_PER_MESSAGE [batch] [nap]\n"
                     "(a part of bench/ingest_e2e.sh: run that)\n");
     return 2;
 }
