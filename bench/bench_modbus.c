@@ -5,15 +5,25 @@
  *       samples drained by a consumer thread as the engine would), and
  *   (b) by a raw libmodbus loop (one thread, one connection per device, 2 block reads
  *       per device per interval, nothing decoded),
- * side by side in one run. Each client runs in its own forked process so CPU time and
- * max RSS are its own; the devices are served by a separate process (an epoll Modbus
- * TCP server written here, so the server's cost is not counted).
+ *   (c) by collectd's modbus plugin (Debian collectd-core: /usr/sbin/collectd -f with a
+ *       generated collectd.conf: one <Host> per device with Interval, one <Data> per
+ *       value, i.e. one request per register, as the plugin reads), with the csv writer
+ *       into the temp dir (--collectd-write none|csv|write_log),
+ * side by side in one run. Each client runs in its own process so CPU time and max RSS
+ * are its own; the devices are served by a separate process (an epoll Modbus TCP server
+ * written here, so the server's cost is not counted). collectd is measured from
+ * /proc/<pid>/stat (utime + stime) over `seconds` after a 2 s start-up, its requests and
+ * registers as the server saw them, its RSS as VmHWM. collectd (libmodbus 3.1.6 select())
+ * aborts once a descriptor reaches 1024: its device count is capped at --collectd-max
+ * (default 1000); a crash is reported as measured.
  *
  *   bench_modbus [--devices 50,200,1000] [--seconds 10] [--interval-ms 1000]
+ *                [--collectd PATH | --no-collectd] [--collectd-write csv] [--collectd-max 1000]
  *
  * Prints per D: requests per device-cycle, requests/s, registers/s, CPU s per 10,000
- * registers, max RSS, and the poller/raw ratios. Goal (issue 3): requests per cycle no
- * more than the best plan (2), CPU within 1.5x of the raw loop. */
+ * registers, max RSS, and the ratios. Goal (issue 3): requests per cycle no more than
+ * the best plan (2), CPU within 1.5x of the raw loop and below collectd. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -31,6 +41,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/mman.h>
+
 #include <modbus/modbus.h>
 
 #include "check.h"
@@ -43,6 +55,12 @@
 #define MAXD 1000
 
 /* ---- the simulated field: one listening port per device, epoll, FC03/FC04 ---------- */
+
+/* What the server answered, shared with the parent (counts collectd's reads). */
+typedef struct served {
+    uint64_t requests, registers;
+} served;
+static served *g_served;
 
 typedef struct conn_buf {
     uint8_t in[300];
@@ -105,6 +123,8 @@ static void serve(int *lfd, int nd)
                         out[10 + 2 * k] = (uint8_t)v;
                     }
                     o = 9 + 2 * qty;
+                    __atomic_fetch_add(&g_served->requests, 1, __ATOMIC_RELAXED);
+                    __atomic_fetch_add(&g_served->registers, qty, __ATOMIC_RELAXED);
                 } else {
                     out[7] = (uint8_t)(fc | 0x80);
                     out[8] = 1;
@@ -258,6 +278,195 @@ static int run_child(run_kind k, const int *ports, int nd, const char *cfg, doub
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
+/* ---- collectd's modbus plugin ----------------------------------------------------------- */
+
+typedef struct collectd_opts {
+    const char *bin;   /* NULL: not run */
+    const char *write; /* "none", "csv" or "write_log" */
+    int max;           /* largest D it is run for */
+} collectd_opts;
+
+static int write_collectd_conf(const char *dir, const int *ports, int nd, int interval_ms,
+                               const char *writer, char *conf, size_t n)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/collectd", dir);
+    mkdir(path, 0700);
+    snprintf(conf, n, "%s/collectd/collectd.conf", dir);
+    FILE *f = fopen(conf, "w");
+    if (!f)
+        return -1;
+    double iv = interval_ms / 1000.0;
+    fprintf(f, "BaseDir \"%s/collectd\"\nPIDFile \"%s/collectd/collectd.pid\"\n"
+               "TypesDB \"/usr/share/collectd/types.db\"\nInterval %g\nAutoLoadPlugin false\n"
+               "LoadPlugin logfile\n<Plugin logfile>\n  LogLevel \"%s\"\n"
+               "  File \"%s/collectd/collectd.log\"\n  Timestamp true\n</Plugin>\n",
+            dir, dir, iv, strcmp(writer, "write_log") == 0 ? "info" : "warning", dir);
+    if (strcmp(writer, "csv") == 0)
+        fprintf(f, "LoadPlugin csv\n<Plugin csv>\n  DataDir \"%s/collectd/csv\"\n  StoreRates false\n"
+                   "</Plugin>\n", dir);
+    else if (strcmp(writer, "write_log") == 0)
+        fprintf(f, "LoadPlugin write_log\n<Plugin write_log>\n  Format \"Graphite\"\n</Plugin>\n");
+    fprintf(f, "LoadPlugin modbus\n<Plugin modbus>\n");
+    /* The plugin reads one value per <Data>: the same 20 registers as the profile. */
+    for (int i = 0; i < 20; i++)
+        fprintf(f, "  <Data \"r%d\">\n    RegisterBase %d\n    RegisterType Uint16\n"
+                   "    RegisterCmd ReadHolding\n    Type gauge\n    Instance \"r%d\"\n"
+                   "    Scale 0.1\n  </Data>\n", i, i < 10 ? i : 100 + i - 10, i);
+    for (int d = 0; d < nd; d++) {
+        fprintf(f, "  <Host \"d%d\">\n    Address \"127.0.0.1\"\n    Port \"%d\"\n    Interval %g\n"
+                   "    <Slave 1>\n      Instance \"d%d\"\n", d, ports[d], iv, d);
+        for (int i = 0; i < 20; i++)
+            fprintf(f, "      Collect \"r%d\"\n", i);
+        fprintf(f, "    </Slave>\n  </Host>\n");
+    }
+    fprintf(f, "</Plugin>\n");
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* utime + stime of pid in seconds, -1 when it is gone. */
+static double proc_cpu(pid_t pid)
+{
+    char path[64], buf[2048];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return -1;
+    char state = 0;
+    unsigned long ut = 0, stt = 0;
+    /* after "pid (comm)": state, then fields 4..13, then utime (14) and stime (15) */
+    if (sscanf(p + 2, "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &state, &ut, &stt) != 3 ||
+        state == 'Z' || state == 'X')
+        return -1;
+    return (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* A "Key:   N kB"-style number from /proc/<pid>/status; summed over every thread when
+ * per_task (context switches are per thread). */
+static double proc_status(pid_t pid, const char *key, int per_task)
+{
+    char path[300], line[256];
+    double sum = 0;
+    size_t kl = strlen(key);
+    if (!per_task) {
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+        FILE *f = fopen(path, "r");
+        while (f && fgets(line, sizeof line, f))
+            if (strncmp(line, key, kl) == 0 && line[kl] == ':')
+                sum = atof(line + kl + 1);
+        if (f)
+            fclose(f);
+        return sum;
+    }
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/%d/task/%s/status", (int)pid, e->d_name);
+        FILE *f = fopen(path, "r");
+        while (f && fgets(line, sizeof line, f))
+            if (strncmp(line, key, kl) == 0 && line[kl] == ':')
+                sum += atof(line + kl + 1);
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return sum;
+}
+
+/* Run collectd on the same devices for `seconds` after a 2 s start. Returns 0, or -1
+ * with why in `why` (it could not start, or died: exit status / signal, as measured). */
+static int run_collectd(const collectd_opts *co, const char *dir, const int *ports, int nd,
+                        double seconds, int interval_ms, result *out, char *why, size_t whyn)
+{
+    char conf[600], logf[600];
+    if (write_collectd_conf(dir, ports, nd, interval_ms, co->write, conf, sizeof conf) != 0) {
+        snprintf(why, whyn, "cannot write collectd.conf");
+        return -1;
+    }
+    snprintf(logf, sizeof logf, "%s/collectd/stdout.log", dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(logf, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execl(co->bin, co->bin, "-f", "-C", conf, (char *)NULL);
+        _exit(127);
+    }
+    if (pid < 0) {
+        snprintf(why, whyn, "fork: %s", strerror(errno));
+        return -1;
+    }
+    int status = 0, dead = 0;
+    double c0 = -1, c1 = -1, csw0 = 0, csw1 = 0, hwm = 0;
+    uint64_t r0 = 0, g0 = 0, r1 = 0, g1 = 0;
+    int64_t t0 = 0, t1 = 0;
+    int64_t start = now_us();
+    for (int phase = 0; phase < 2 && !dead; phase++) {
+        int64_t until = (phase == 0 ? start + 2000000 : t0 + (int64_t)(seconds * 1e6));
+        while (now_us() < until) {
+            if (waitpid(pid, &status, WNOHANG) == pid) {
+                dead = 1;
+                break;
+            }
+            usleep(50000);
+        }
+        if (dead)
+            break;
+        double c = proc_cpu(pid), csw = proc_status(pid, "voluntary_ctxt_switches", 1);
+        uint64_t r = __atomic_load_n(&g_served->requests, __ATOMIC_RELAXED);
+        uint64_t g = __atomic_load_n(&g_served->registers, __ATOMIC_RELAXED);
+        if (phase == 0) {
+            c0 = c, csw0 = csw, r0 = r, g0 = g, t0 = now_us();
+        } else {
+            c1 = c, csw1 = csw, r1 = r, g1 = g, t1 = now_us();
+            hwm = proc_status(pid, "VmHWM", 0);
+        }
+    }
+    if (!dead) {
+        kill(pid, SIGTERM);
+        int64_t until = now_us() + 5000000;
+        while (waitpid(pid, &status, WNOHANG) != pid) {
+            if (now_us() > until) {
+                kill(pid, SIGKILL);
+                waitpid(pid, &status, 0);
+                break;
+            }
+            usleep(20000);
+        }
+    }
+    if (dead || c0 < 0 || c1 < 0) {
+        if (WIFSIGNALED(status))
+            snprintf(why, whyn, "collectd died on signal %d (%s) after %.1f s; see its log",
+                     WTERMSIG(status), strsignal(WTERMSIG(status)), (double)(now_us() - start) / 1e6);
+        else
+            snprintf(why, whyn, "collectd exited %d after %.1f s; see its log",
+                     WIFEXITED(status) ? WEXITSTATUS(status) : -1, (double)(now_us() - start) / 1e6);
+        return -1;
+    }
+    memset(out, 0, sizeof *out);
+    out->seconds = (double)(t1 - t0) / 1e6;
+    out->requests = (double)(r1 - r0);
+    out->registers = (double)(g1 - g0);
+    out->device_cycles = nd * out->seconds / (interval_ms / 1000.0); /* nominal */
+    out->cpu_poll_s = c1 - c0;
+    out->cpu_s = c1;
+    out->maxrss_kb = (long)hwm;
+    out->csw = csw1 - csw0;
+    return 0;
+}
+
 static int write_config(const char *dir, const int *ports, int nd, int interval_ms, char *cfg, size_t n)
 {
     char path[512];
@@ -306,6 +515,7 @@ int main(int argc, char **argv)
     const char *list = "50,200,1000";
     double seconds = 10;
     int interval_ms = 1000;
+    collectd_opts co = {.bin = "/usr/sbin/collectd", .write = "csv", .max = 1000};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--devices") == 0 && i + 1 < argc)
             list = argv[++i];
@@ -313,11 +523,32 @@ int main(int argc, char **argv)
             seconds = atof(argv[++i]);
         else if (strcmp(argv[i], "--interval-ms") == 0 && i + 1 < argc)
             interval_ms = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--collectd") == 0 && i + 1 < argc)
+            co.bin = argv[++i];
+        else if (strcmp(argv[i], "--no-collectd") == 0)
+            co.bin = NULL;
+        else if (strcmp(argv[i], "--collectd-write") == 0 && i + 1 < argc)
+            co.write = argv[++i];
+        else if (strcmp(argv[i], "--collectd-max") == 0 && i + 1 < argc)
+            co.max = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_modbus [--devices 50,200,1000] [--seconds S] [--interval-ms N]\n");
+            fprintf(stderr, "usage: bench_modbus [--devices 50,200,1000] [--seconds S] [--interval-ms N]\n"
+                            "                    [--collectd PATH | --no-collectd] [--collectd-write none|csv|write_log]\n"
+                            "                    [--collectd-max N]\n");
             return 2;
         }
     }
+    if (strcmp(co.write, "none") != 0 && strcmp(co.write, "csv") != 0 && strcmp(co.write, "write_log") != 0) {
+        fprintf(stderr, "bench_modbus: --collectd-write must be none, csv or write_log\n");
+        return 2;
+    }
+    if (co.bin && access(co.bin, X_OK) != 0) {
+        fprintf(stderr, "bench_modbus: %s not found (Debian collectd-core); running without collectd\n", co.bin);
+        co.bin = NULL;
+    }
+    g_served = mmap(NULL, sizeof *g_served, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (g_served == MAP_FAILED)
+        return 1;
     /* The server process holds 2 descriptors per device. */
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
@@ -329,6 +560,9 @@ int main(int argc, char **argv)
         return 1;
     printf("bench_modbus: %g s per run, interval %d ms, 2 blocks x 10 holding registers per device\n",
            seconds, interval_ms);
+    if (co.bin)
+        printf("collectd: %s -f, modbus plugin, one <Data> per register (20 requests per device-cycle), "
+               "writer %s, read threads 5 (default)\n", co.bin, co.write);
     printf("  %-8s %9s %11s %12s %12s %12s %9s %9s\n", "client", "req/cycle", "requests/s",
            "registers/s", "CPU s/10k", "(w/ start)", "RSS MB", "csw/s");
     char *copy = strdup(list);
@@ -366,16 +600,43 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_modbus: poller failed at D=%d\n", nd);
             rc = 1;
         }
+        result cd = {0};
+        int cd_ok = 0;
+        char why[300] = "";
+        if (co.bin && nd <= co.max) {
+            cd_ok = run_collectd(&co, dir, ports, nd, seconds, interval_ms, &cd, why, sizeof why) == 0;
+            if (!cd_ok) {
+                char cmd[700];
+                fprintf(stderr, "bench_modbus: D=%d: %s\n", nd, why);
+                snprintf(cmd, sizeof cmd, "tail -n 5 %s/collectd/collectd.log %s/collectd/stdout.log >&2", dir, dir);
+                if (system(cmd) != 0) {
+                    /* the log is only a hint */
+                }
+            }
+        } else if (co.bin) {
+            snprintf(why, sizeof why, "not run above --collectd-max %d (libmodbus 3.1.6 aborts at descriptor 1024)", co.max);
+        }
         kill(srv, SIGKILL);
         waitpid(srv, NULL, 0);
         print_row("raw", &raw);
         print_row("citygate", &pol);
+        if (cd_ok)
+            print_row("collectd", &cd);
+        else if (co.bin)
+            printf("  %-8s %s\n", "collectd", why);
         double cr = raw.registers > 0 && pol.registers > 0
                         ? (pol.cpu_poll_s / pol.registers) / (raw.cpu_poll_s / raw.registers) : 0;
         printf("  ratio citygate/raw: registers/s %.3f, CPU per register %.2fx (goal <= 1.5x), "
                "requests per cycle %.2f (best plan 2)\n",
                raw.registers > 0 ? pol.registers / raw.registers : 0, cr,
                pol.device_cycles > 0 ? pol.requests / pol.device_cycles : 0);
+        if (cd_ok && cd.registers > 0 && pol.registers > 0)
+            printf("  ratio citygate/collectd: CPU per register %.3fx (goal < 1), RSS %.2fx, "
+                   "requests per cycle %.2f vs %.2f\n",
+                   (pol.cpu_poll_s / pol.registers) / (cd.cpu_poll_s / cd.registers),
+                   (double)pol.maxrss_kb / (double)(cd.maxrss_kb ? cd.maxrss_kb : 1),
+                   pol.device_cycles > 0 ? pol.requests / pol.device_cycles : 0,
+                   cd.device_cycles > 0 ? cd.requests / cd.device_cycles : 0);
         fflush(stdout);
     }
     free(copy);
