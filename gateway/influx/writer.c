@@ -88,7 +88,8 @@ struct gw_influx_writer {
     size_t resp_len;
     long retry_after_s;
 
-    gw_sample pend[MAX_FIELDS]; /* the line being grouped */
+    const gw_sample *pend[MAX_FIELDS]; /* the line being grouped: into the pop buffer, */
+    gw_sample pend_keep[MAX_FIELDS];   /* or, across pops, into these copies */
     size_t n_pend;
     const dev_meta *pend_dev;
 
@@ -879,7 +880,7 @@ static void emit_pending(gw_influx_writer *w)
         return;
     gw_lp_field f[MAX_FIELDS];
     for (size_t i = 0; i < w->n_pend; i++) {
-        const gw_sample *s = &w->pend[i];
+        const gw_sample *s = w->pend[i];
         gw_lp_field *x = &f[i];
         memset(x, 0, sizeof *x);
         x->key = s->field;
@@ -896,7 +897,7 @@ static void emit_pending(gw_influx_writer *w)
     }
     size_t nf = w->n_pend;
     w->n_pend = 0;
-    add_line(w, w->pend_dev, f, nf, w->pend[0].ts_us);
+    add_line(w, w->pend_dev, f, nf, w->pend[0]->ts_us);
 }
 
 /* Group samples into lines: consecutive samples of one device with one timestamp
@@ -914,12 +915,18 @@ static void consume(gw_influx_writer *w, const gw_sample *s, size_t n)
             unknown++;
             continue;
         }
-        if (w->n_pend && (m != w->pend_dev || s[i].ts_us != w->pend[0].ts_us ||
+        if (w->n_pend && (m != w->pend_dev || s[i].ts_us != w->pend[0]->ts_us ||
                           w->n_pend == MAX_FIELDS))
             emit_pending(w);
         w->pend_dev = m;
-        w->pend[w->n_pend++] = s[i];
+        w->pend[w->n_pend++] = &s[i];
     }
+    /* The next pop overwrites s: a line still open keeps copies of its samples. */
+    for (size_t i = 0; i < w->n_pend; i++)
+        if (w->pend[i] != &w->pend_keep[i]) {
+            w->pend_keep[i] = *w->pend[i];
+            w->pend[i] = &w->pend_keep[i];
+        }
     pthread_mutex_lock(&w->stats_lock);
     w->st.samples_in += n;
     w->st.dropped_quality += bad_q;
