@@ -98,6 +98,10 @@ typedef struct gw_gateway {
     size_t n_win, cap_win;
     /* counters */
     atomic_ullong ingest_samples, ingest_dropped, commit_errors;
+    /* The engine's counters as of its last tick: other threads (report, metrics) read
+     * this copy, never the engine, whose alarm tables only its own thread may walk. */
+    pthread_mutex_t engine_stats_lock;
+    gw_engine_stats engine_stats;
     atomic_int influx_fault;   /* 1 while InfluxDB answers 401/403/404 */
     atomic_int influx_fault_status; /* its HTTP status */
     /* the gateway's own alarms as last told to the engine (engine thread only) */
@@ -147,8 +151,10 @@ static char *error_reply(const char *body, const char *msg)
 static char *run_command(gw_gateway *gw, const char *verb, const char *body, size_t len, int *rc)
 {
     *rc = GW_ETIMEDOUT;
-    if (strlen(verb) >= sizeof ((gw_cmd *)0)->verb)
+    if (strlen(verb) >= sizeof ((gw_cmd *)0)->verb) {
+        *rc = GW_EINVAL;
         return error_reply(body, "unknown command");
+    }
     gw_cmd *c = gw_calloc(1, sizeof *c);
     if (!c)
         return NULL;
@@ -201,7 +207,8 @@ static int upstream_command(void *ctx, const char *verb, const char *payload, si
 {
     int rc;
     *reply_json = run_command(ctx, verb, payload, len, &rc);
-    return rc == GW_ETIMEDOUT ? rc : 0;
+    /* The engine's verdict: a refused command is not answered "ok": true. */
+    return rc;
 }
 
 static char *http_command(void *ctx, const char *verb, const char *body, size_t len)
@@ -325,6 +332,23 @@ static void engine_system_alarms(gw_gateway *gw, int64_t now_ms, int64_t wall_us
     }
 }
 
+static void engine_stats_publish(gw_gateway *gw)
+{
+    gw_engine_stats es;
+    gw_engine_stats_get(gw->engine, &es);
+    pthread_mutex_lock(&gw->engine_stats_lock);
+    gw->engine_stats = es;
+    pthread_mutex_unlock(&gw->engine_stats_lock);
+}
+
+/* Any thread: the engine's counters as of its last tick. */
+static void engine_stats_read(gw_gateway *gw, gw_engine_stats *out)
+{
+    pthread_mutex_lock(&gw->engine_stats_lock);
+    *out = gw->engine_stats;
+    pthread_mutex_unlock(&gw->engine_stats_lock);
+}
+
 static void *engine_main(void *arg)
 {
     gw_gateway *gw = arg;
@@ -352,6 +376,7 @@ static void *engine_main(void *arg)
             engine_system_alarms(gw, now, wall);
             gw_engine_tick(gw->engine, wall);
             refresh_health(gw, wall);
+            engine_stats_publish(gw);
             next_tick = now + TICK_INTERVAL_MS;
         }
     }
@@ -526,7 +551,7 @@ static char *upstream_report(void *ctx)
     gw_store_counts sc;
     gw_store_counts_get(gw->store, &sc);
     gw_engine_stats es;
-    gw_engine_stats_get(gw->engine, &es);
+    engine_stats_read(gw, &es);
     gw_queue_stats qs;
     gw_queue_stats_get(gw->samples, &qs);
     gw_outbox_stats os;
@@ -557,18 +582,37 @@ static char *upstream_report(void *ctx)
     cJSON *q = cJSON_AddObjectToObject(r, "queues");
     cJSON_AddNumberToObject(q, "samples", (double)qs.depth);
     cJSON_AddNumberToObject(q, "outbox", (double)os.depth);
-    if (gw->influx) {
-        gw_influx_stats is;
+    /* Every member is always present (0 when the part is off): a case system's
+     * dashboard must not have to tell "none" from "not reported". */
+    gw_influx_stats is;
+    memset(&is, 0, sizeof is);
+    if (gw->influx)
         gw_influx_writer_stats(gw->influx, &is);
-        cJSON_AddNumberToObject(q, "spool_bytes", (double)is.spool_bytes);
-        cJSON_AddStringToObject(r, "influxdb", gw_influx_state_name(is.state));
-        cJSON *dr = cJSON_AddObjectToObject(r, "drops");
-        cJSON_AddNumberToObject(dr, "samples_queue", (double)qs.dropped);
-        cJSON_AddNumberToObject(dr, "telemetry_spool", (double)is.dropped_spool);
-        cJSON_AddNumberToObject(dr, "telemetry_rejected", (double)is.dropped_rejected);
+    cJSON_AddNumberToObject(q, "spool_bytes", (double)is.spool_bytes);
+    cJSON_AddStringToObject(r, "influxdb", gw->influx ? gw_influx_state_name(is.state) : "off");
+    cJSON *dr = cJSON_AddObjectToObject(r, "drops");
+    cJSON_AddNumberToObject(dr, "samples_queue", (double)qs.dropped);
+    cJSON_AddNumberToObject(dr, "samples_deferred", (double)atomic_load(&gw->ingest_dropped));
+    cJSON_AddNumberToObject(dr, "telemetry_spool", (double)is.dropped_spool);
+    cJSON_AddNumberToObject(dr, "telemetry_rejected", (double)is.dropped_rejected);
+    gw_upstream_stats us;
+    memset(&us, 0, sizeof us);
+    if (gw->upstream) { /* set before the publisher's thread calls this hook */
+        gw_upstream_stats_get(gw->upstream, &us);
+        cJSON *u = cJSON_AddObjectToObject(r, "upstream");
+        cJSON_AddNumberToObject(u, "published", (double)us.published);
+        cJSON_AddNumberToObject(u, "republished", (double)us.republished);
+        cJSON_AddNumberToObject(u, "acked", (double)us.acked);
+        cJSON_AddNumberToObject(u, "inflight", (double)us.inflight);
+        cJSON_AddNumberToObject(u, "connection_losses", (double)us.connection_losses);
+        cJSON_AddNumberToObject(u, "commands", (double)us.commands);
+        cJSON_AddNumberToObject(u, "commands_malformed", (double)us.commands_malformed);
     }
     cJSON *e = cJSON_AddObjectToObject(r, "errors");
     cJSON_AddNumberToObject(e, "commit", (double)atomic_load(&gw->commit_errors));
+    cJSON_AddNumberToObject(e, "events_pending", (double)es.pending);
+    cJSON_AddNumberToObject(e, "commands_rejected", (double)es.commands_rejected);
+    cJSON_AddNumberToObject(e, "publish_failures", (double)us.failed);
     if (gw->poller) {
         gw_poller_stats ps;
         gw_poller_stats_get(gw->poller, &ps);
@@ -580,7 +624,7 @@ static char *upstream_report(void *ctx)
         cJSON_AddNumberToObject(e, "bad_payloads", (double)gw_decode_bad_total(gw->decoders));
     char *txt = cJSON_PrintUnformatted(r);
     cJSON_Delete(r);
-    char *out = gw_strdup(txt);
+    char *out = txt ? gw_strdup(txt) : NULL; /* NULL: skip this period */
     cJSON_free(txt);
     return out;
 }
@@ -644,7 +688,7 @@ static char *http_metrics(void *ctx)
            (double)qs.dropped);
 
     gw_engine_stats es;
-    gw_engine_stats_get(gw->engine, &es);
+    engine_stats_read(gw, &es);
     metric(&b, "engine_samples_total", "counter", "Samples evaluated by the rules engine.",
            (double)es.samples);
     metric(&b, "engine_evaluations_total", "counter", "Rule evaluations.", (double)es.evaluations);
@@ -880,6 +924,7 @@ static int gateway_start(gw_gateway *gw)
 {
     const gw_config *cfg = gw->cfg;
     gw->started_us = gw_now_us();
+    pthread_mutex_init(&gw->engine_stats_lock, NULL);
     gw->sys_influx_told = gw->sys_drop_told = -1;
     gw->sys_drop_last_ms = gw_mono_ms();
     int rc = make_data_dir(cfg->gateway.data_dir);
@@ -900,6 +945,7 @@ static int gateway_start(gw_gateway *gw)
     gw_engine_restore(gw->engine, gw_outbox_last_seq(gw->outbox));
     gw_outbox_foreach_alarm(gw->outbox, restore_alarm, gw);
     restore_store_alarms(gw);
+    engine_stats_publish(gw); /* before the engine thread: no other thread yet */
 
     if (cfg->influx.enabled) {
         if ((rc = gw_spool_open(cfg->gateway.data_dir, cfg->influx.spool_max_bytes, &gw->spool)) ||
@@ -994,6 +1040,7 @@ static void gateway_stop(gw_gateway *gw)
     }
     gw_queue_free(gw->samples);
     gw_free(gw->win);
+    pthread_mutex_destroy(&gw->engine_stats_lock);
 }
 
 #define ENGINE_STALL_MS 10000

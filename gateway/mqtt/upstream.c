@@ -615,15 +615,19 @@ static void reply(gw_upstream *up, const char *request_id, const char *verb, int
     cJSON_AddStringToObject(o, "request_id", request_id);
     cJSON_AddStringToObject(o, "verb", verb);
     cJSON_AddBoolToObject(o, "ok", rc == 0);
-    if (rc)
+    cJSON *r = result ? cJSON_Parse(result) : NULL;
+    if (rc) {
+        /* The hook's own words ("no such alarm", "nothing to acknowledge") say more to
+         * the operator than the error code. */
+        const cJSON *why = cJSON_GetObjectItemCaseSensitive(r, "error");
+        if (!error && cJSON_IsString(why))
+            error = why->valuestring;
         cJSON_AddStringToObject(o, "error", error ? error : gw_strerror(rc));
-    if (result) {
-        cJSON *r = cJSON_Parse(result);
-        if (r)
-            cJSON_AddItemToObject(o, "result", r);
-        else
-            cJSON_AddStringToObject(o, "result", result);
     }
+    if (r)
+        cJSON_AddItemToObject(o, "result", r);
+    else if (result)
+        cJSON_AddStringToObject(o, "result", result);
     char *text = cJSON_PrintUnformatted(o);
     if (text) {
         char *topic = concat3(up->reply_prefix, request_id, "");
