@@ -17,7 +17,7 @@ set -euo pipefail
 # Debian's npm package would conflict with it).
 PACKAGES=(
     # build
-    build-essential cmake pkg-config zlib1g-dev dpkg-dev
+    build-essential cmake pkg-config zlib1g-dev dpkg-dev xxd
     # coverage-guided fuzzing (run-tests.sh --libfuzzer)
     clang libclang-rt-14-dev
     # libraries
