@@ -390,27 +390,71 @@ static gw_value_type point_vtype(const gw_profile_point *pt)
     return GW_V_NUMBER;
 }
 
-static void emit(mb_dev *d, const gw_profile_point *pt, const gw_point_value *v, gw_quality q,
-                 int64_t ts)
+/* d->out[k] is point k's sample with device, field, unit and index filled in once at
+ * build (gw_sample_set's memset and three snprintf per sample cost as much as the
+ * point's share of its request): a cycle only writes value, quality, type and time. */
+static void emit(mb_dev *d, size_t k, const gw_profile_point *pt, const gw_point_value *v,
+                 gw_quality q, int64_t ts)
 {
-    gw_sample *s = &d->out[d->n_out++];
-    gw_sample_set(s, d->dev->id, pt->field, v ? v->value : 0, pt->unit, q, ts);
-    s->device_idx = (uint32_t)d->cfg_idx;
+    gw_sample *s = &d->out[k];
+    d->n_out = k + 1;
+    s->value = v && isfinite(v->value) ? v->value : 0; /* consumers see the quality; never a NaN */
+    s->quality = q;
+    s->ts_us = ts ? ts : gw_now_us();
     s->type = v ? v->type : point_vtype(pt);
     if (v && v->type == GW_V_TEXT)
         memcpy(s->text, v->text, sizeof s->text);
-    if (!isfinite(s->value))
-        s->value = 0; /* consumers see the quality; never a NaN on the wire */
+    else
+        s->text[0] = '\0';
 }
 
-/* One push per cycle: one lock and one consumer wake-up instead of one per point. */
-static void flush_samples(gw_poller *p, mb_dev *d)
+/* Samples of the cycles one worker runs back to back, handed over in one push: one lock
+ * and one consumer wake-up per burst instead of one per device (the consumer woken per
+ * device took the CPU the devices' answers needed). Flushed when the worker is about to
+ * wait, when full, or GW_POLLER_BATCH_MS after its first sample. */
+#define GW_POLLER_BATCH 256
+#define GW_POLLER_BATCH_MS 10
+
+typedef struct mb_batch {
+    gw_sample *s; /* GW_POLLER_BATCH */
+    size_t n;
+    int64_t first_ms;
+} mb_batch;
+
+static void push_samples(gw_poller *p, const gw_sample *s, size_t n)
 {
-    int n = d->n_out ? gw_queue_push_many(p->q, d->out, d->n_out, GW_POLLER_PUSH_TIMEOUT_MS) : 0;
-    if (n < 0)
-        n = 0;
-    cnt(&p->st.samples, (uint64_t)n);
-    cnt(&p->st.samples_dropped, d->n_out - (size_t)n);
+    int done = n ? gw_queue_push_many(p->q, s, n, GW_POLLER_PUSH_TIMEOUT_MS) : 0;
+    if (done < 0)
+        done = 0;
+    cnt(&p->st.samples, (uint64_t)done);
+    cnt(&p->st.samples_dropped, n - (size_t)done);
+}
+
+static void batch_flush(gw_poller *p, mb_batch *b)
+{
+    push_samples(p, b->s, b->n);
+    b->n = 0;
+}
+
+static void batch_maybe_flush(gw_poller *p, mb_batch *b)
+{
+    if (b->n && gw_mono_ms() - b->first_ms >= GW_POLLER_BATCH_MS)
+        batch_flush(p, b);
+}
+
+/* The device's cycle: into the worker's batch (b), or pushed at once (b NULL). */
+static void flush_samples(gw_poller *p, mb_dev *d, mb_batch *b)
+{
+    if (!b || !b->s || d->n_out > GW_POLLER_BATCH) {
+        push_samples(p, d->out, d->n_out);
+    } else {
+        if (b->n + d->n_out > GW_POLLER_BATCH)
+            batch_flush(p, b);
+        if (b->n == 0)
+            b->first_ms = gw_mono_ms();
+        memcpy(b->s + b->n, d->out, d->n_out * sizeof *d->out);
+        b->n += d->n_out;
+    }
     d->n_out = 0;
 }
 
@@ -419,7 +463,7 @@ static gw_quality quality_of(int rc)
     return rc == GW_EDECODE ? GW_Q_DECODE_ERROR : GW_Q_COMM_ERROR;
 }
 
-static void emit_all(gw_poller *p, mb_dev *d, int64_t fail_ts, int fail_rc)
+static void emit_all(gw_poller *p, mb_dev *d, int64_t fail_ts, int fail_rc, mb_batch *b)
 {
     const gw_plan *plan = d->plan;
     const gw_profile *prof = d->prof;
@@ -427,19 +471,19 @@ static void emit_all(gw_poller *p, mb_dev *d, int64_t fail_ts, int fail_rc)
         const gw_profile_point *pt = &prof->points[k];
         size_t r, off, dr = 0, doff = 0;
         if (gw_plan_locate(plan, plan->point_span[k], &r, &off) != 0) {
-            emit(d, pt, NULL, GW_Q_DECODE_ERROR, fail_ts);
+            emit(d, k, pt, NULL, GW_Q_DECODE_ERROR, fail_ts);
             continue;
         }
         if (d->status[r] != 0) {
             int rc = d->status[r] == RD_UNTRIED ? fail_rc : d->status[r];
-            emit(d, pt, NULL, quality_of(rc), d->status[r] == RD_UNTRIED ? fail_ts : d->ts[r]);
+            emit(d, k, pt, NULL, quality_of(rc), d->status[r] == RD_UNTRIED ? fail_ts : d->ts[r]);
             continue;
         }
         int dp = 0;
         if (pt->has_dp) {
             if (gw_plan_locate(plan, plan->dp_span[k], &dr, &doff) != 0 || d->status[dr] != 0) {
                 int rc = d->status[dr] == RD_UNTRIED ? fail_rc : d->status[dr];
-                emit(d, pt, NULL, quality_of(rc), d->ts[r]);
+                emit(d, k, pt, NULL, quality_of(rc), d->ts[r]);
                 continue;
             }
             dp = (int16_t)d->data[plan->reads[dr].data_off + doff];
@@ -448,12 +492,12 @@ static void emit_all(gw_poller *p, mb_dev *d, int64_t fail_ts, int fail_rc)
         const uint16_t *w = d->data + plan->reads[r].data_off + off;
         size_t avail = plan->reads[r].count - off;
         if (gw_profile_decode_point(pt, w, avail, dp, &v) != 0) {
-            emit(d, pt, NULL, GW_Q_DECODE_ERROR, d->ts[r]);
+            emit(d, k, pt, NULL, GW_Q_DECODE_ERROR, d->ts[r]);
             continue;
         }
-        emit(d, pt, &v, v.quality, d->ts[r]);
+        emit(d, k, pt, &v, v.quality, d->ts[r]);
     }
-    flush_samples(p, d);
+    flush_samples(p, d, b);
 }
 
 /* ---- one device cycle ------------------------------------------------------------------ */
@@ -470,7 +514,7 @@ static const char *rc_text(int rc)
     }
 }
 
-static int poll_cycle(gw_poller *p, mb_dev *d, gw_poll_report *rep)
+static int poll_cycle(gw_poller *p, mb_dev *d, gw_poll_report *rep, mb_batch *batch)
 {
     mb_conn *c = d->conn;
     const gw_bus *b = c->bus;
@@ -597,7 +641,7 @@ static int poll_cycle(gw_poller *p, mb_dev *d, gw_poll_report *rep)
     }
 
     int64_t end_wall = gw_now_us();
-    emit_all(p, d, end_wall, fail_rc ? fail_rc : GW_ETIMEDOUT);
+    emit_all(p, d, end_wall, fail_rc ? fail_rc : GW_ETIMEDOUT, batch);
 
     /* Health. */
     int64_t dur = gw_mono_us() - t0;
@@ -675,7 +719,7 @@ static void reschedule(gw_poller *p, mb_dev *d, int64_t now)
     d->due_ms = next;
 }
 
-static void service_conn(gw_poller *p, mb_conn *c)
+static void service_conn(gw_poller *p, mb_conn *c, mb_batch *b)
 {
     for (size_t i = 0; i < c->n_devs; i++) {
         if (__atomic_load_n(&p->stop, __ATOMIC_RELAXED))
@@ -683,8 +727,9 @@ static void service_conn(gw_poller *p, mb_conn *c)
         mb_dev *d = c->devs[i];
         if (d->due_ms > gw_mono_ms())
             continue;
-        poll_cycle(p, d, NULL);
+        poll_cycle(p, d, NULL, b);
         reschedule(p, d, gw_mono_ms());
+        batch_maybe_flush(p, b);
     }
 }
 
@@ -715,8 +760,16 @@ static void *worker_main(void *arg)
 {
     gw_poller *p = arg;
     pthread_setname_np(pthread_self(), "cg-modbus");
+    mb_batch b = {.s = gw_malloc(GW_POLLER_BATCH * sizeof(gw_sample))}; /* NULL: push per device */
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
+        if (b.n && (p->heap_n == 0 || p->heap[0]->key_ms > gw_mono_ms())) {
+            /* about to wait: hand over what this burst collected first */
+            pthread_mutex_unlock(&p->mu);
+            batch_flush(p, &b);
+            pthread_mutex_lock(&p->mu);
+            continue;
+        }
         if (p->heap_n == 0) {
             pthread_cond_wait(&p->cv, &p->mu);
             continue;
@@ -750,7 +803,7 @@ static void *worker_main(void *arg)
             pthread_cond_signal(&p->cv);
         pthread_mutex_unlock(&p->mu);
         int64_t t0 = gw_mono_ms();
-        service_conn(p, c);
+        service_conn(p, c, &b);
         int slow = gw_mono_ms() - t0 > GW_POLLER_SLOW_MS;
         pthread_mutex_lock(&p->mu);
         c->suspect = slow || !c->open;
@@ -765,6 +818,8 @@ static void *worker_main(void *arg)
             pthread_cond_signal(&p->cv_timer); /* earlier than what the leader waits for */
     }
     pthread_mutex_unlock(&p->mu);
+    batch_flush(p, &b);
+    gw_free(b.s);
     return NULL;
 }
 
@@ -865,6 +920,12 @@ int gw_poller_new(const gw_config *cfg, gw_queue *samples, gw_poller **out)
         d->out = gw_calloc(d->prof->n_points, sizeof *d->out);
         if (!d->data || !d->status || !d->exc || !d->ts || !d->out)
             goto fail;
+        for (size_t k = 0; k < d->prof->n_points; k++) {
+            const gw_profile_point *pt = &d->prof->points[k];
+            gw_sample_set(&d->out[k], dv->id, pt->field, 0, pt->unit, GW_Q_COMM_ERROR, 1);
+            d->out[k].device_idx = (uint32_t)i;
+            d->out[k].type = point_vtype(pt);
+        }
         p->dev_by_cfg[i] = d;
         d->conn->n_devs++;
     }
@@ -1037,7 +1098,7 @@ int gw_poller_poll_once(gw_poller *p, size_t device_idx, gw_poll_report *rep)
     if (p->n_threads)
         return GW_EINVAL;
     gw_poll_report local;
-    return poll_cycle(p, p->dev_by_cfg[device_idx], rep ? rep : &local);
+    return poll_cycle(p, p->dev_by_cfg[device_idx], rep ? rep : &local, NULL);
 }
 
 /* ---- deep check ------------------------------------------------------------------------ */
