@@ -810,23 +810,35 @@ static gw_cfg_doc *doc_find(gw_cfg_doc *docs, size_t n, const char *name)
 /* The loaded document name of kind, loading it on first use. Returns 1 when found
  * (json may be NULL if the file was bad: already reported), 0 when there is no such
  * file. */
+/* Path of <dir>/<name>.json in the first candidate directory that has it (a site's own
+ * directory listed first adds to the shipped ones instead of hiding them), or NULL. */
+static char *doc_path(cfg_ld *L, doc_kind kind, const char *name)
+{
+    char **dirs = kind == DOC_PROFILE ? L->prof_dirs : L->rule_dirs;
+    size_t n = kind == DOC_PROFILE ? L->n_prof_dirs : L->n_rule_dirs;
+    for (size_t i = 0; i < n; i++) {
+        if (!dirs[i] || !is_dir(dirs[i]))
+            continue;
+        char *path = fmt_s(L, "%s/%s.json", dirs[i], name);
+        if (!path)
+            return NULL;
+        if (access(path, F_OK) == 0)
+            return path;
+        gw_free(path);
+    }
+    return NULL;
+}
+
 static int doc_use(cfg_ld *L, doc_kind kind, const char *name)
 {
     gw_config *c = L->cfg;
     gw_cfg_doc **docs = kind == DOC_PROFILE ? &c->profiles : &c->rulesets;
     size_t *n = kind == DOC_PROFILE ? &c->n_profiles : &c->n_rulesets;
-    const char *dir = kind == DOC_PROFILE ? c->profiles_dir : c->rules_dir;
     if (doc_find(*docs, *n, name))
         return 1;
-    if (!dir)
-        return 0;
-    char *path = fmt_s(L, "%s/%s.json", dir, name);
+    char *path = doc_path(L, kind, name);
     if (!path)
         return 0;
-    if (access(path, F_OK) != 0 && errno == ENOENT) {
-        gw_free(path);
-        return 0;
-    }
     gw_cfg_doc *nd = gw_realloc(*docs, (*n + 1) * sizeof **docs);
     if (!nd) {
         L->oom = 1;
@@ -849,14 +861,11 @@ static int doc_use(cfg_ld *L, doc_kind kind, const char *name)
     return 1;
 }
 
-static int doc_exists(const char *dir, const char *name)
+static int doc_exists(cfg_ld *L, doc_kind kind, const char *name)
 {
-    if (!dir)
-        return 0;
-    char p[PATH_MAX];
-    if ((size_t)snprintf(p, sizeof p, "%s/%s.json", dir, name) >= sizeof p)
-        return 0;
-    return access(p, F_OK) == 0;
+    char *path = doc_path(L, kind, name);
+    gw_free(path);
+    return path != NULL;
 }
 
 static void dir_list(char *buf, size_t n, char **dirs, size_t nd)
@@ -1010,7 +1019,8 @@ static void load_gateway(cfg_ld *L, const cJSON *root)
         g->log_level = level_vals[lv];
 }
 
-/* A string or array of strings of candidate directories; the first existing wins. */
+/* A string or array of strings of candidate directories. *out is the first existing one
+ * (shown in messages); a profile or rule set is looked up in every candidate in order. */
 static void load_dirs(cfg_ld *L, const cJSON *paths, const char *key, const char *def,
                       char ***cands, size_t *n_cands, char **out)
 {
@@ -1542,7 +1552,7 @@ static void load_rule_sets(cfg_ld *L, const cJSON *o, const char *P, gw_device *
         if (!d->rule_sets)
             return;
         for (size_t i = 0; i < 2; i++)
-            if (doc_exists(c->rules_dir, def[i]) && doc_use(L, DOC_RULESET, def[i]))
+            if (doc_exists(L, DOC_RULESET, def[i]) && doc_use(L, DOC_RULESET, def[i]))
                 d->rule_sets[d->n_rule_sets++] = dup_s(L, def[i]);
         return;
     }

@@ -23,6 +23,8 @@ static const char usage[] =
 
 int main(int argc, char **argv)
 {
+    /* Reports go to stdout, logs to stderr: line buffering keeps them in order in a pipe. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) {
         fputs(usage, stderr);
         return GW_EXIT_CONFIG;
