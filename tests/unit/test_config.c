@@ -526,6 +526,27 @@ static void test_hostile_input(void **state)
     free(many);
 }
 
+/* A site directory listed first adds its profiles to the shipped ones (each name is
+ * looked up in every candidate) and its own copy of a shipped profile wins. */
+static void test_profile_dirs_layered(void **state)
+{
+    tdir *t = *state;
+    put(t, "site/generic-lamp.json", "{\"name\": \"site-lamp\"}");
+    char *text = edit("[\"../nowhere\", \"../devices\"]", "[\"../site\", \"../devices\"]");
+    gw_cfgerr e = {0};
+    gw_config *cfg = NULL;
+    assert_int_equal(load_text(t, text, &e, &cfg), 0);
+    const gw_cfg_doc *mh = gw_config_profile(cfg, "generic-manhole");
+    const gw_cfg_doc *lamp = gw_config_profile(cfg, "generic-lamp");
+    assert_non_null(mh);
+    assert_non_null(lamp);
+    assert_non_null(strstr(mh->path, "/devices/generic-manhole.json"));
+    assert_non_null(strstr(lamp->path, "/site/generic-lamp.json"));
+    gw_config_free(cfg);
+    gw_cfgerr_free(&e);
+    free(text);
+}
+
 static void test_alloc_failure(void **state)
 {
     tdir *t = *state;
@@ -577,6 +598,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_http_token_and_secrets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_all_errors_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_profile_dirs_layered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failure, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
