@@ -8,8 +8,9 @@
  * h2s_ppm, co / co_ppm, o2 / o2_pct, pressure_kpa, battery. */
 #include <citygate/plugin.h>
 
-#include <stdio.h>
 #include <string.h>
+
+#include "cg_util.h"
 
 static const cg_host *host;
 
@@ -18,13 +19,6 @@ static const cg_option options[] = {
     {"lel_vol_pct", CG_OPT_DOUBLE, "5.0", 0.1, 100, NULL, "lower explosive limit of the gas in %VOL (CH4: 5.0)"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
-
-static int emit_num(cg_ctx *ctx, cg_emit_fn emit, const char *field, double v, const char *unit,
-                    int q)
-{
-    cg_sample s = {.field = field, .unit = unit, .value = v, .quality = q};
-    return emit(ctx, &s);
-}
 
 static int emit_ch4(cg_ctx *ctx, cg_emit_fn emit, double raw, const char *unit)
 {
@@ -35,65 +29,50 @@ static int emit_ch4(cg_ctx *ctx, cg_emit_fn emit, double raw, const char *unit)
         lel = raw * 100.0 / lel_vol;
     else
         lel = raw;
-    return emit_num(ctx, emit, "ch4_lel", lel, "%LEL",
-                    lel < 0 || lel > 100 ? CG_Q_OUT_OF_RANGE : CG_Q_GOOD);
+    return cgu_emit_num(ctx, emit, "ch4_lel", lel, "%LEL", cgu_range_quality(lel, 0, 100));
 }
 
 static int emit_ppm(cg_ctx *ctx, cg_emit_fn emit, const char *field, double v)
 {
-    return emit_num(ctx, emit, field, v, "ppm", v < 0 ? CG_Q_OUT_OF_RANGE : CG_Q_GOOD);
+    return cgu_emit_num(ctx, emit, field, v, "ppm", v < 0 ? CG_Q_OUT_OF_RANGE : CG_Q_GOOD);
 }
 
 static int emit_o2(cg_ctx *ctx, cg_emit_fn emit, double v)
 {
-    return emit_num(ctx, emit, "o2_pct", v, "%VOL", v < 0 || v > 30 ? CG_Q_OUT_OF_RANGE : CG_Q_GOOD);
+    return cgu_emit_num(ctx, emit, "o2_pct", v, "%VOL", cgu_range_quality(v, 0, 30));
 }
 
-static int decode_tlv(cg_ctx *ctx, const uint8_t *p, size_t len, cg_emit_fn emit)
+static int gas_channel(cg_ctx *ctx, cg_emit_fn emit, cgu_tlv *c)
 {
-    char why[80];
-    size_t i = 0;
-    int rc = 0;
-    if (len == 0)
-        return host->reject(ctx, CG_BAD_SIZE, "empty frame");
-    while (i < len && rc == 0) {
-        if (len - i < 2)
-            goto short_frame;
-        uint8_t id = p[i], type = p[i + 1];
-        const uint8_t *v = p + i + 2;
-        size_t left = len - i - 2, need;
-        unsigned u16 = left >= 2 ? (unsigned)(v[0] | v[1] << 8) : 0;
-        if (id == 0x01 && type == 0x75) {
-            if (left < (need = 1)) goto short_frame;
-            rc = emit_num(ctx, emit, "battery_pct", v[0], "%", v[0] > 100 ? CG_Q_OUT_OF_RANGE : CG_Q_GOOD);
-        } else if (id == 0x10 && type == 0xa0) {
-            if (left < (need = 4)) goto short_frame;
-            uint32_t x = (uint32_t)v[0] | (uint32_t)v[1] << 8 | (uint32_t)v[2] << 16 | (uint32_t)v[3] << 24;
-            /* ppm as an integer; %VOL and %LEL in hundredths. */
-            const char *unit = host->opt_string(ctx, "ch4_unit");
-            rc = emit_ch4(ctx, emit, strcmp(unit, "ppm") ? x / 100.0 : (double)x, unit);
-        } else if (id == 0x11 && type == 0xa1) {
-            if (left < (need = 2)) goto short_frame;
-            rc = emit_ppm(ctx, emit, "h2s_ppm", u16 / 10.0);
-        } else if (id == 0x12 && type == 0xa2) {
-            if (left < (need = 2)) goto short_frame;
-            rc = emit_ppm(ctx, emit, "co_ppm", u16);
-        } else if (id == 0x13 && type == 0xa3) {
-            if (left < (need = 2)) goto short_frame;
-            rc = emit_o2(ctx, emit, u16 / 10.0);
-        } else if (id == 0x14 && type == 0x7b) {
-            if (left < (need = 2)) goto short_frame;
-            rc = emit_num(ctx, emit, "pressure_kpa", u16 / 10.0, "kPa", CG_Q_GOOD);
-        } else {
-            snprintf(why, sizeof why, "unknown channel %02x/%02x at byte %zu", id, type, i);
-            return host->reject(ctx, CG_BAD_FRAME, why);
-        }
-        i += 2 + need;
+    const uint8_t *v = c->v;
+    if (c->id == 0x01 && c->type == 0x75) {
+        if (cgu_tlv_short(c, 1)) return CGU_TLV_SHORT;
+        return cgu_emit_num(ctx, emit, "battery_pct", v[0], "%", cgu_range_quality(v[0], 0, 100));
     }
-    return rc;
-short_frame:
-    snprintf(why, sizeof why, "frame truncated at byte %zu of %zu", i, len);
-    return host->reject(ctx, CG_BAD_SIZE, why);
+    if (c->id == 0x10 && c->type == 0xa0) {
+        if (cgu_tlv_short(c, 4)) return CGU_TLV_SHORT;
+        uint32_t x = cgu_u32le(v);
+        /* ppm as an integer; %VOL and %LEL in hundredths. */
+        const char *unit = host->opt_string(ctx, "ch4_unit");
+        return emit_ch4(ctx, emit, strcmp(unit, "ppm") ? x / 100.0 : (double)x, unit);
+    }
+    if (c->id == 0x11 && c->type == 0xa1) {
+        if (cgu_tlv_short(c, 2)) return CGU_TLV_SHORT;
+        return emit_ppm(ctx, emit, "h2s_ppm", cgu_u16le(v) / 10.0);
+    }
+    if (c->id == 0x12 && c->type == 0xa2) {
+        if (cgu_tlv_short(c, 2)) return CGU_TLV_SHORT;
+        return emit_ppm(ctx, emit, "co_ppm", cgu_u16le(v));
+    }
+    if (c->id == 0x13 && c->type == 0xa3) {
+        if (cgu_tlv_short(c, 2)) return CGU_TLV_SHORT;
+        return emit_o2(ctx, emit, cgu_u16le(v) / 10.0);
+    }
+    if (c->id == 0x14 && c->type == 0x7b) {
+        if (cgu_tlv_short(c, 2)) return CGU_TLV_SHORT;
+        return cgu_emit_num(ctx, emit, "pressure_kpa", cgu_u16le(v) / 10.0, "kPa", CG_Q_GOOD);
+    }
+    return CGU_TLV_UNKNOWN;
 }
 
 static int decode_json(cg_ctx *ctx, cg_emit_fn emit)
@@ -108,17 +87,14 @@ static int decode_json(cg_ctx *ctx, cg_emit_fn emit)
     };
     const char *done[8];
     size_t ndone = 0;
-    char why[80];
     int rc = 0, found = 0;
     for (size_t k = 0; k < sizeof keys / sizeof keys[0] && rc == 0; k++) {
         double x;
-        int r = host->json_number(ctx, keys[k].key, &x);
+        int r = cgu_json_number(host, ctx, keys[k].key, &x);
         if (r == CG_ENOTFOUND)
             continue;
-        if (r != 0) {
-            snprintf(why, sizeof why, "%s is not a number", keys[k].key);
-            return host->reject(ctx, CG_BAD_TYPE, why);
-        }
+        if (r != 0)
+            return r;
         const char *kind = keys[k].kind ? keys[k].kind : host->opt_string(ctx, "ch4_unit");
         const char *group = !strcmp(kind, "lel") || !strcmp(kind, "vol") || !strcmp(kind, "ppm") ? "ch4" : kind;
         int seen = 0;
@@ -137,9 +113,9 @@ static int decode_json(cg_ctx *ctx, cg_emit_fn emit)
         else if (!strcmp(group, "o2"))
             rc = emit_o2(ctx, emit, x);
         else if (!strcmp(group, "kpa"))
-            rc = emit_num(ctx, emit, "pressure_kpa", x, "kPa", CG_Q_GOOD);
+            rc = cgu_emit_num(ctx, emit, "pressure_kpa", x, "kPa", CG_Q_GOOD);
         else
-            rc = emit_num(ctx, emit, "battery_pct", x, "%", x < 0 || x > 100 ? CG_Q_OUT_OF_RANGE : CG_Q_GOOD);
+            rc = cgu_emit_num(ctx, emit, "battery_pct", x, "%", cgu_range_quality(x, 0, 100));
     }
     if (rc == 0 && !found)
         return host->reject(ctx, CG_BAD_MISSING, "no gas field (ch4, h2s, co, o2, pressure_kpa)");
@@ -150,7 +126,7 @@ static int gas_decode(cg_ctx *ctx, const uint8_t *payload, size_t len, cg_emit_f
 {
     if (host->payload_kind(ctx) == CG_PAYLOAD_JSON)
         return decode_json(ctx, emit);
-    return decode_tlv(ctx, payload, len, emit);
+    return cgu_tlv_walk(host, ctx, payload, len, emit, gas_channel);
 }
 
 static const cg_plugin_desc desc = {

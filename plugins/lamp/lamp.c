@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cg_util.h"
+
 static const cg_host *host;
 
 static const cg_option options[] = {
@@ -128,78 +130,43 @@ static int schedule_on(int on_min, int off_min, int utc_off, int64_t ts_us)
 
 /* ---- decode ---------------------------------------------------------------------------- */
 
-static int emit_num(cg_ctx *ctx, cg_emit_fn emit, const char *field, double v, const char *unit,
-                    int q)
+static int lamp_channel(cg_ctx *ctx, cg_emit_fn emit, cgu_tlv *c)
 {
-    cg_sample s = {.field = field, .unit = unit, .value = v, .quality = q};
-    return emit(ctx, &s);
-}
-
-static int emit_bool(cg_ctx *ctx, cg_emit_fn emit, const char *field, int v)
-{
-    cg_sample s = {.field = field, .value = v != 0, .type = CG_BOOL};
-    return emit(ctx, &s);
-}
-
-static uint32_t u32le(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint16_t u16le(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static int decode_tlv(cg_ctx *ctx, const uint8_t *p, size_t len, cg_emit_fn emit)
-{
-    char why[80];
-    size_t i = 0;
-    int rc = 0;
-    if (len == 0)
-        return host->reject(ctx, CG_BAD_SIZE, "empty frame");
-    while (i < len && rc == 0) {
-        if (len - i < 2)
-            goto short_frame;
-        uint8_t id = p[i], type = p[i + 1];
-        const uint8_t *v = p + i + 2;
-        size_t left = len - i - 2, need;
-        if (id == 0x03 && type == 0x74) {
-            if (left < (need = 2)) goto short_frame;
-            rc = emit_num(ctx, emit, "voltage_v", u16le(v) / 10.0, "V", CG_Q_GOOD);
-        } else if (id == 0x04 && type == 0x80) {
-            if (left < (need = 4)) goto short_frame;
-            rc = emit_num(ctx, emit, "power_w", (double)(int32_t)u32le(v), "W", CG_Q_GOOD);
-        } else if (id == 0x05 && type == 0x81) {
-            if (left < (need = 1)) goto short_frame;
-            rc = emit_num(ctx, emit, "power_factor", v[0] / 100.0, "",
-                          v[0] > 100 ? CG_Q_OUT_OF_RANGE : CG_Q_GOOD);
-        } else if (id == 0x06 && type == 0x83) {
-            if (left < (need = 4)) goto short_frame;
-            rc = emit_num(ctx, emit, "energy_kwh", u32le(v) / 1000.0, "kWh", CG_Q_GOOD);
-        } else if (id == 0x07 && type == 0xc9) {
-            if (left < (need = 2)) goto short_frame;
-            rc = emit_num(ctx, emit, "current_a", u16le(v) / 1000.0, "A", CG_Q_GOOD);
-        } else if (id == 0x08 && type == 0x70) {
-            if (left < (need = 1)) goto short_frame;
-            if (v[0] > 1) {
-                snprintf(why, sizeof why, "relay state %u is not 0/1", v[0]);
-                return host->reject(ctx, CG_BAD_RANGE, why);
-            }
-            rc = emit_bool(ctx, emit, "relay_on", v[0]);
-        } else if (id == 0x09 && type == 0x71) {
-            if (left < (need = 1)) goto short_frame;
-            rc = emit_num(ctx, emit, "dimming_pct", v[0], "%", v[0] > 100 ? CG_Q_OUT_OF_RANGE : CG_Q_GOOD);
-        } else {
-            snprintf(why, sizeof why, "unknown channel %02x/%02x at byte %zu", id, type, i);
-            return host->reject(ctx, CG_BAD_FRAME, why);
-        }
-        i += 2 + need;
+    const uint8_t *v = c->v;
+    if (c->id == 0x03 && c->type == 0x74) {
+        if (cgu_tlv_short(c, 2)) return CGU_TLV_SHORT;
+        return cgu_emit_num(ctx, emit, "voltage_v", cgu_u16le(v) / 10.0, "V", CG_Q_GOOD);
     }
-    return rc;
-short_frame:
-    snprintf(why, sizeof why, "frame truncated at byte %zu of %zu", i, len);
-    return host->reject(ctx, CG_BAD_SIZE, why);
+    if (c->id == 0x04 && c->type == 0x80) {
+        if (cgu_tlv_short(c, 4)) return CGU_TLV_SHORT;
+        return cgu_emit_num(ctx, emit, "power_w", (double)(int32_t)cgu_u32le(v), "W", CG_Q_GOOD);
+    }
+    if (c->id == 0x05 && c->type == 0x81) {
+        if (cgu_tlv_short(c, 1)) return CGU_TLV_SHORT;
+        return cgu_emit_num(ctx, emit, "power_factor", v[0] / 100.0, "", cgu_range_quality(v[0], 0, 100));
+    }
+    if (c->id == 0x06 && c->type == 0x83) {
+        if (cgu_tlv_short(c, 4)) return CGU_TLV_SHORT;
+        return cgu_emit_num(ctx, emit, "energy_kwh", cgu_u32le(v) / 1000.0, "kWh", CG_Q_GOOD);
+    }
+    if (c->id == 0x07 && c->type == 0xc9) {
+        if (cgu_tlv_short(c, 2)) return CGU_TLV_SHORT;
+        return cgu_emit_num(ctx, emit, "current_a", cgu_u16le(v) / 1000.0, "A", CG_Q_GOOD);
+    }
+    if (c->id == 0x08 && c->type == 0x70) {
+        if (cgu_tlv_short(c, 1)) return CGU_TLV_SHORT;
+        if (v[0] > 1) {
+            char why[80];
+            snprintf(why, sizeof why, "relay state %u is not 0/1", v[0]);
+            return host->reject(ctx, CG_BAD_RANGE, why);
+        }
+        return cgu_emit_bool(ctx, emit, "relay_on", v[0]);
+    }
+    if (c->id == 0x09 && c->type == 0x71) {
+        if (cgu_tlv_short(c, 1)) return CGU_TLV_SHORT;
+        return cgu_emit_num(ctx, emit, "dimming_pct", v[0], "%", cgu_range_quality(v[0], 0, 100));
+    }
+    return CGU_TLV_UNKNOWN;
 }
 
 typedef struct jfield {
@@ -233,18 +200,16 @@ static int decode_json(cg_ctx *ctx, cg_emit_fn emit)
         if (seen)
             continue;
         double x;
-        int r = host->json_number(ctx, f->path, &x);
+        int r = cgu_json_number(host, ctx, f->path, &x);
         if (r == CG_ENOTFOUND)
             continue;
-        if (r != 0) {
-            snprintf(why, sizeof why, "%s is not a number", f->path);
-            return host->reject(ctx, CG_BAD_TYPE, why);
-        }
+        if (r != 0)
+            return r;
         int q = CG_Q_GOOD;
         if ((!strcmp(f->field, "power_factor") && (x < 0 || x > 1)) ||
             (!strcmp(f->field, "dimming_pct") && (x < 0 || x > 100)))
             q = CG_Q_OUT_OF_RANGE;
-        rc = emit_num(ctx, emit, f->field, x * f->scale, f->unit, q);
+        rc = cgu_emit_num(ctx, emit, f->field, x * f->scale, f->unit, q);
         done[ndone++] = f->field;
         found = 1;
     }
@@ -254,7 +219,7 @@ static int decode_json(cg_ctx *ctx, cg_emit_fn emit)
         double x;
         int r = host->json_number(ctx, relay[k], &x);
         if (r == 0 && (x == 0 || x == 1)) {
-            rc = emit_bool(ctx, emit, "relay_on", x != 0);
+            rc = cgu_emit_bool(ctx, emit, "relay_on", x != 0);
             found = 1;
             break;
         }
@@ -262,7 +227,7 @@ static int decode_json(cg_ctx *ctx, cg_emit_fn emit)
             continue;
         if (host->json_string(ctx, relay[k], buf, sizeof buf) == 0 &&
             (!strcmp(buf, "ON") || !strcmp(buf, "on") || !strcmp(buf, "OFF") || !strcmp(buf, "off"))) {
-            rc = emit_bool(ctx, emit, "relay_on", buf[1] == 'N' || buf[1] == 'n');
+            rc = cgu_emit_bool(ctx, emit, "relay_on", buf[1] == 'N' || buf[1] == 'n');
             found = 1;
             break;
         }
@@ -278,7 +243,7 @@ static int lamp_decode(cg_ctx *ctx, const uint8_t *payload, size_t len, cg_emit_
 {
     if (host->payload_kind(ctx) == CG_PAYLOAD_JSON)
         return decode_json(ctx, emit);
-    return decode_tlv(ctx, payload, len, emit);
+    return cgu_tlv_walk(host, ctx, payload, len, emit, lamp_channel);
 }
 
 /* ---- derive ----------------------------------------------------------------------------- */
@@ -292,7 +257,7 @@ static int lamp_derive(cg_ctx *ctx, const cg_sample *s, size_t n, cg_emit_fn emi
             continue;
         double e = s[i].value;
         if (st->have_energy && e >= st->last_energy_kwh)
-            rc = emit_num(ctx, emit, "energy_delta_kwh", e - st->last_energy_kwh, "kWh", CG_Q_GOOD);
+            rc = cgu_emit_num(ctx, emit, "energy_delta_kwh", e - st->last_energy_kwh, "kWh", CG_Q_GOOD);
         /* A lower reading is a meter reset or replacement: restart the baseline. */
         st->last_energy_kwh = e;
         st->have_energy = 1;
@@ -319,7 +284,7 @@ static int lamp_derive(cg_ctx *ctx, const cg_sample *s, size_t n, cg_emit_fn emi
     } else {
         return 0;
     }
-    return emit_bool(ctx, emit, "should_be_on", on);
+    return cgu_emit_bool(ctx, emit, "should_be_on", on);
 }
 
 static int lamp_init(cg_ctx *ctx, void **state)

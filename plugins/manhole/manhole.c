@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cg_util.h"
+
 static const cg_host *host;
 
 static const cg_option options[] = {
@@ -28,19 +30,6 @@ static const cg_option options[] = {
      "distance from the top of the well to the ultrasonic sensor's zero"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
-
-static int emit_num(cg_ctx *ctx, cg_emit_fn emit, const char *field, double v, const char *unit,
-                    int quality)
-{
-    cg_sample s = {.field = field, .unit = unit, .value = v, .quality = quality};
-    return emit(ctx, &s);
-}
-
-static int emit_bool(cg_ctx *ctx, cg_emit_fn emit, const char *field, int v)
-{
-    cg_sample s = {.field = field, .value = v ? 1 : 0, .type = CG_BOOL};
-    return emit(ctx, &s);
-}
 
 /* Tilt from a gravity vector g (accelerometer axes, any unit) against the reference. */
 static int emit_tilt_vector(cg_ctx *ctx, cg_emit_fn emit, double gx, double gy, double gz,
@@ -58,7 +47,7 @@ static int emit_tilt_vector(cg_ctx *ctx, cg_emit_fn emit, double gx, double gy, 
         c = -1;
     double angle = acos(c) * 180.0 / M_PI;
     double tilt = fabs(angle - host->opt_double(ctx, "reference_tilt_deg"));
-    return emit_num(ctx, emit, "tilt_deg", tilt, "deg", quality);
+    return cgu_emit_num(ctx, emit, "tilt_deg", tilt, "deg", quality);
 }
 
 /* EM310-TILT reports each axis' angle to the horizontal plane (flat: 0, 0, 90), so the
@@ -73,31 +62,21 @@ static int emit_tilt_angles(cg_ctx *ctx, cg_emit_fn emit, double ax, double ay, 
 static int emit_distance(cg_ctx *ctx, cg_emit_fn emit, double mm)
 {
     double d = mm / 1000.0;
-    int rc = emit_num(ctx, emit, "distance_m", d, "m", CG_Q_GOOD);
+    int rc = cgu_emit_num(ctx, emit, "distance_m", d, "m", CG_Q_GOOD);
     double depth;
     if (rc == 0 && host->device_param(ctx, "well_depth_m", &depth) == 0) {
         double level = depth - d - host->opt_double(ctx, "mount_offset_m");
         /* An echo from below the bottom or above the cover is a bad reading. */
         int q = level < -0.05 || level > depth + 0.05 ? CG_Q_OUT_OF_RANGE : CG_Q_GOOD;
-        rc = emit_num(ctx, emit, "water_level_m", level < 0 && q == CG_Q_GOOD ? 0 : level, "m", q);
+        rc = cgu_emit_num(ctx, emit, "water_level_m", level < 0 && q == CG_Q_GOOD ? 0 : level, "m", q);
     }
     return rc;
 }
 
 static int emit_battery(cg_ctx *ctx, cg_emit_fn emit, double pct)
 {
-    return emit_num(ctx, emit, "battery_pct", pct, "%",
-                    pct < 0 || pct > 100 ? CG_Q_OUT_OF_RANGE : CG_Q_GOOD);
-}
-
-static int16_t s16(const uint8_t *p)
-{
-    return (int16_t)(uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint16_t u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
+    return cgu_emit_num(ctx, emit, "battery_pct", pct, "%",
+                    cgu_range_quality(pct, 0, 100));
 }
 
 /* Length of the value after (id, type) for frames we skip: device info and replies. */
@@ -111,64 +90,48 @@ static int info_len(uint8_t type)
     return -1;
 }
 
-static int decode_tlv(cg_ctx *ctx, const uint8_t *p, size_t len, cg_emit_fn emit)
+static int manhole_channel(cg_ctx *ctx, cg_emit_fn emit, cgu_tlv *c)
 {
-    char why[80];
-    size_t i = 0;
-    int rc = 0;
-    if (len == 0)
-        return host->reject(ctx, CG_BAD_SIZE, "empty frame");
-    while (i < len && rc == 0) {
-        if (len - i < 2)
-            goto short_frame;
-        uint8_t id = p[i], type = p[i + 1];
-        const uint8_t *v = p + i + 2;
-        size_t left = len - i - 2;
-        size_t need;
-        if (id == 0x01 && type == 0x75) {
-            need = 1;
-            if (left < need) goto short_frame;
-            rc = emit_battery(ctx, emit, v[0]);
-        } else if (id == 0x03 && type == 0xcf) {
-            need = 7;
-            if (left < need) goto short_frame;
-            rc = emit_tilt_angles(ctx, emit, s16(v) / 100.0, s16(v + 2) / 100.0, s16(v + 4) / 100.0);
-        } else if ((id == 0x03 || id == 0x83) && type == 0x67) {
-            need = id == 0x83 ? 3 : 2;
-            if (left < need) goto short_frame;
-            rc = emit_num(ctx, emit, "temperature_c", s16(v) / 10.0, "°C", CG_Q_GOOD);
-        } else if ((id == 0x04 || id == 0x84) && type == 0x82) {
-            need = id == 0x84 ? 3 : 2;
-            if (left < need) goto short_frame;
-            rc = emit_distance(ctx, emit, u16(v));
-        } else if ((id == 0x05 || id == 0x06) && type == 0x00) {
-            /* 0x05: EM400 position (0 normal, 1 tilt = cover lifted);
-             * 0x06: EM300-MCS style magnet contact (0 closed, 1 open). */
-            need = 1;
-            if (left < need) goto short_frame;
-            if (v[0] > 1) {
-                snprintf(why, sizeof why, "channel %02x: state %u is not 0/1", id, v[0]);
-                return host->reject(ctx, CG_BAD_RANGE, why);
-            }
-            rc = emit_bool(ctx, emit, "cover_open", v[0]);
-        } else if (id == 0x07 && type == 0x71) {
-            /* citygate convention: raw accelerometer x, y, z int16 LE in mg. */
-            need = 6;
-            if (left < need) goto short_frame;
-            rc = emit_tilt_vector(ctx, emit, s16(v), s16(v + 2), s16(v + 4), CG_Q_GOOD);
-        } else if ((id == 0xff || id == 0xfe) && info_len(type) > 0) {
-            need = (size_t)info_len(type);
-            if (left < need) goto short_frame;
-        } else {
-            snprintf(why, sizeof why, "unknown channel %02x/%02x at byte %zu", id, type, i);
-            return host->reject(ctx, CG_BAD_FRAME, why);
-        }
-        i += 2 + need;
+    const uint8_t *v = c->v;
+    uint8_t id = c->id, type = c->type;
+    if (id == 0x01 && type == 0x75) {
+        if (cgu_tlv_short(c, 1)) return CGU_TLV_SHORT;
+        return emit_battery(ctx, emit, v[0]);
     }
-    return rc;
-short_frame:
-    snprintf(why, sizeof why, "frame truncated at byte %zu of %zu", i, len);
-    return host->reject(ctx, CG_BAD_SIZE, why);
+    if (id == 0x03 && type == 0xcf) {
+        if (cgu_tlv_short(c, 7)) return CGU_TLV_SHORT;
+        return emit_tilt_angles(ctx, emit, cgu_s16le(v) / 100.0, cgu_s16le(v + 2) / 100.0,
+                                cgu_s16le(v + 4) / 100.0);
+    }
+    if ((id == 0x03 || id == 0x83) && type == 0x67) {
+        if (cgu_tlv_short(c, id == 0x83 ? 3 : 2)) return CGU_TLV_SHORT;
+        return cgu_emit_num(ctx, emit, "temperature_c", cgu_s16le(v) / 10.0, "°C", CG_Q_GOOD);
+    }
+    if ((id == 0x04 || id == 0x84) && type == 0x82) {
+        if (cgu_tlv_short(c, id == 0x84 ? 3 : 2)) return CGU_TLV_SHORT;
+        return emit_distance(ctx, emit, cgu_u16le(v));
+    }
+    if ((id == 0x05 || id == 0x06) && type == 0x00) {
+        /* 0x05: EM400 position (0 normal, 1 tilt = cover lifted);
+         * 0x06: EM300-MCS style magnet contact (0 closed, 1 open). */
+        if (cgu_tlv_short(c, 1)) return CGU_TLV_SHORT;
+        if (v[0] > 1) {
+            char why[80];
+            snprintf(why, sizeof why, "channel %02x: state %u is not 0/1", id, v[0]);
+            return host->reject(ctx, CG_BAD_RANGE, why);
+        }
+        return cgu_emit_bool(ctx, emit, "cover_open", v[0]);
+    }
+    if (id == 0x07 && type == 0x71) {
+        /* citygate convention: raw accelerometer x, y, z int16 LE in mg. */
+        if (cgu_tlv_short(c, 6)) return CGU_TLV_SHORT;
+        return emit_tilt_vector(ctx, emit, cgu_s16le(v), cgu_s16le(v + 2), cgu_s16le(v + 4), CG_Q_GOOD);
+    }
+    if ((id == 0xff || id == 0xfe) && info_len(type) > 0) {
+        if (cgu_tlv_short(c, (size_t)info_len(type))) return CGU_TLV_SHORT;
+        return 0;
+    }
+    return CGU_TLV_UNKNOWN;
 }
 
 /* Enumerations arrive as words ("tilt", "open") or numbers (RAW_VALUE codecs). */
@@ -229,7 +192,7 @@ static int decode_json(cg_ctx *ctx, cg_emit_fn emit)
             found = 1;
         } else if ((r = host->json_number(ctx, "tilt_deg", &x)) == 0 ||
                    (r = host->json_number(ctx, "tilt", &x)) == 0) {
-            rc = emit_num(ctx, emit, "tilt_deg", fabs(x - host->opt_double(ctx, "reference_tilt_deg")),
+            rc = cgu_emit_num(ctx, emit, "tilt_deg", fabs(x - host->opt_double(ctx, "reference_tilt_deg")),
                           "deg", fabs(x) > 180 ? CG_Q_OUT_OF_RANGE : CG_Q_GOOD);
             found = 1;
         } else if (r != CG_ENOTFOUND) {
@@ -253,7 +216,7 @@ static int decode_json(cg_ctx *ctx, cg_emit_fn emit)
         }
     }
     if (rc == 0 && (r = host->json_number(ctx, "temperature", &x)) == 0) {
-        rc = emit_num(ctx, emit, "temperature_c", x, "°C", CG_Q_GOOD);
+        rc = cgu_emit_num(ctx, emit, "temperature_c", x, "°C", CG_Q_GOOD);
         found = 1;
     } else if (r != CG_ENOTFOUND && rc == 0) {
         bad = "temperature";
@@ -263,7 +226,7 @@ static int decode_json(cg_ctx *ctx, cg_emit_fn emit)
         int st;
         r = json_state(ctx, contact[k], k == 1 ? "tilt" : "open", k == 1 ? "normal" : "close", &st);
         if (r == 0) {
-            rc = emit_bool(ctx, emit, "cover_open", st);
+            rc = cgu_emit_bool(ctx, emit, "cover_open", st);
             found = 1;
             break;
         } else if (r != CG_ENOTFOUND) {
@@ -285,7 +248,7 @@ static int manhole_decode(cg_ctx *ctx, const uint8_t *payload, size_t len, cg_em
 {
     if (host->payload_kind(ctx) == CG_PAYLOAD_JSON)
         return decode_json(ctx, emit);
-    return decode_tlv(ctx, payload, len, emit);
+    return cgu_tlv_walk(host, ctx, payload, len, emit, manhole_channel);
 }
 
 static const cg_plugin_desc desc = {

@@ -7,9 +7,9 @@
  * current_ma, flow / flow_m3h, level / level_m, battery. */
 #include <citygate/plugin.h>
 
-#include <math.h>
-#include <stdio.h>
 #include <string.h>
+
+#include "cg_util.h"
 
 static const cg_host *host;
 
@@ -21,20 +21,13 @@ static const cg_option options[] = {
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
-static int emit_num(cg_ctx *ctx, cg_emit_fn emit, const char *field, double v, const char *unit,
-                    int q)
-{
-    cg_sample s = {.field = field, .unit = unit, .value = v, .quality = q};
-    return emit(ctx, &s);
-}
-
 static int emit_loop(cg_ctx *ctx, cg_emit_fn emit, double ma)
 {
     double lo = host->opt_double(ctx, "range_min_mpa"), hi = host->opt_double(ctx, "range_max_mpa");
     int q = ma < 3.8 ? CG_Q_COMM_ERROR : ma > 20.5 ? CG_Q_OUT_OF_RANGE : CG_Q_GOOD;
-    int rc = emit_num(ctx, emit, "current_ma", ma, "mA", CG_Q_GOOD);
+    int rc = cgu_emit_num(ctx, emit, "current_ma", ma, "mA", CG_Q_GOOD);
     if (rc == 0)
-        rc = emit_num(ctx, emit, "pressure_mpa", lo + (ma - 4.0) * (hi - lo) / 16.0, "MPa", q);
+        rc = cgu_emit_num(ctx, emit, "pressure_mpa", lo + (ma - 4.0) * (hi - lo) / 16.0, "MPa", q);
     return rc;
 }
 
@@ -51,49 +44,33 @@ static int emit_pressure(cg_ctx *ctx, cg_emit_fn emit, double raw, const char *u
         mpa = raw / 10.0;
     else
         mpa = raw * 0.00689475729; /* psi */
-    return emit_num(ctx, emit, "pressure_mpa", mpa, "MPa", mpa < -0.1 || mpa > 100 ? CG_Q_OUT_OF_RANGE : CG_Q_GOOD);
+    return cgu_emit_num(ctx, emit, "pressure_mpa", mpa, "MPa", cgu_range_quality(mpa, -0.1, 100));
 }
 
-static int decode_tlv(cg_ctx *ctx, const uint8_t *p, size_t len, cg_emit_fn emit)
+static int water_channel(cg_ctx *ctx, cg_emit_fn emit, cgu_tlv *c)
 {
-    char why[80];
-    size_t i = 0;
-    int rc = 0;
-    if (len == 0)
-        return host->reject(ctx, CG_BAD_SIZE, "empty frame");
-    while (i < len && rc == 0) {
-        if (len - i < 2)
-            goto short_frame;
-        uint8_t id = p[i], type = p[i + 1];
-        const uint8_t *v = p + i + 2;
-        size_t left = len - i - 2, need;
-        if (id == 0x01 && type == 0x75) {
-            if (left < (need = 1)) goto short_frame;
-            rc = emit_num(ctx, emit, "battery_pct", v[0], "%", v[0] > 100 ? CG_Q_OUT_OF_RANGE : CG_Q_GOOD);
-        } else if (id == 0x03 && type == 0x7b) {
-            if (left < (need = 2)) goto short_frame;
-            rc = emit_pressure(ctx, emit, v[0] | v[1] << 8, "kpa");
-        } else if (id == 0x04 && type == 0x02) {
-            if (left < (need = 2)) goto short_frame;
-            rc = emit_loop(ctx, emit, (v[0] | v[1] << 8) / 100.0);
-        } else if (id == 0x05 && type == 0x82) {
-            if (left < (need = 2)) goto short_frame;
-            rc = emit_num(ctx, emit, "level_m", (v[0] | v[1] << 8) / 1000.0, "m", CG_Q_GOOD);
-        } else if (id == 0x06 && type == 0x8a) {
-            if (left < (need = 4)) goto short_frame;
-            int32_t f = (int32_t)((uint32_t)v[0] | (uint32_t)v[1] << 8 | (uint32_t)v[2] << 16 |
-                                  (uint32_t)v[3] << 24);
-            rc = emit_num(ctx, emit, "flow_m3h", f / 1000.0, "m3/h", CG_Q_GOOD);
-        } else {
-            snprintf(why, sizeof why, "unknown channel %02x/%02x at byte %zu", id, type, i);
-            return host->reject(ctx, CG_BAD_FRAME, why);
-        }
-        i += 2 + need;
+    const uint8_t *v = c->v;
+    if (c->id == 0x01 && c->type == 0x75) {
+        if (cgu_tlv_short(c, 1)) return CGU_TLV_SHORT;
+        return cgu_emit_num(ctx, emit, "battery_pct", v[0], "%", cgu_range_quality(v[0], 0, 100));
     }
-    return rc;
-short_frame:
-    snprintf(why, sizeof why, "frame truncated at byte %zu of %zu", i, len);
-    return host->reject(ctx, CG_BAD_SIZE, why);
+    if (c->id == 0x03 && c->type == 0x7b) {
+        if (cgu_tlv_short(c, 2)) return CGU_TLV_SHORT;
+        return emit_pressure(ctx, emit, cgu_u16le(v), "kpa");
+    }
+    if (c->id == 0x04 && c->type == 0x02) {
+        if (cgu_tlv_short(c, 2)) return CGU_TLV_SHORT;
+        return emit_loop(ctx, emit, cgu_u16le(v) / 100.0);
+    }
+    if (c->id == 0x05 && c->type == 0x82) {
+        if (cgu_tlv_short(c, 2)) return CGU_TLV_SHORT;
+        return cgu_emit_num(ctx, emit, "level_m", cgu_u16le(v) / 1000.0, "m", CG_Q_GOOD);
+    }
+    if (c->id == 0x06 && c->type == 0x8a) {
+        if (cgu_tlv_short(c, 4)) return CGU_TLV_SHORT;
+        return cgu_emit_num(ctx, emit, "flow_m3h", (int32_t)cgu_u32le(v) / 1000.0, "m3/h", CG_Q_GOOD);
+    }
+    return CGU_TLV_UNKNOWN;
 }
 
 static int decode_json(cg_ctx *ctx, cg_emit_fn emit)
@@ -105,27 +82,24 @@ static int decode_json(cg_ctx *ctx, cg_emit_fn emit)
         {"flow_m3h", "flow"},    {"flow", "flow"},        {"level_m", "level"}, {"level", "level"},
         {"battery", "battery"},  {"battery_pct", "battery"},
     };
-    char why[80];
     int rc = 0, found = 0, p_done = 0, f_done = 0, l_done = 0, b_done = 0;
     for (size_t k = 0; k < sizeof keys / sizeof keys[0] && rc == 0; k++) {
         double x;
-        int r = host->json_number(ctx, keys[k].key, &x);
+        int r = cgu_json_number(host, ctx, keys[k].key, &x);
         if (r == CG_ENOTFOUND)
             continue;
-        if (r != 0) {
-            snprintf(why, sizeof why, "%s is not a number", keys[k].key);
-            return host->reject(ctx, CG_BAD_TYPE, why);
-        }
+        if (r != 0)
+            return r;
         const char *how = keys[k].how ? keys[k].how : host->opt_string(ctx, "pressure_unit");
         if (!strcmp(how, "flow")) {
             if (!f_done++)
-                rc = emit_num(ctx, emit, "flow_m3h", x, "m3/h", CG_Q_GOOD);
+                rc = cgu_emit_num(ctx, emit, "flow_m3h", x, "m3/h", CG_Q_GOOD);
         } else if (!strcmp(how, "level")) {
             if (!l_done++)
-                rc = emit_num(ctx, emit, "level_m", x, "m", x < -1 ? CG_Q_OUT_OF_RANGE : CG_Q_GOOD);
+                rc = cgu_emit_num(ctx, emit, "level_m", x, "m", x < -1 ? CG_Q_OUT_OF_RANGE : CG_Q_GOOD);
         } else if (!strcmp(how, "battery")) {
             if (!b_done++)
-                rc = emit_num(ctx, emit, "battery_pct", x, "%", x < 0 || x > 100 ? CG_Q_OUT_OF_RANGE : CG_Q_GOOD);
+                rc = cgu_emit_num(ctx, emit, "battery_pct", x, "%", cgu_range_quality(x, 0, 100));
         } else if (!p_done++) {
             rc = emit_pressure(ctx, emit, x, how);
         }
@@ -140,7 +114,7 @@ static int water_decode(cg_ctx *ctx, const uint8_t *payload, size_t len, cg_emit
 {
     if (host->payload_kind(ctx) == CG_PAYLOAD_JSON)
         return decode_json(ctx, emit);
-    return decode_tlv(ctx, payload, len, emit);
+    return cgu_tlv_walk(host, ctx, payload, len, emit, water_channel);
 }
 
 static int water_init(cg_ctx *ctx, void **state)
