@@ -10,8 +10,7 @@
  * Emits rssi_dbm and snr_db (the best gateway's) when radio_metrics is on. */
 #include <citygate/plugin.h>
 
-#include <stdio.h>
-#include <string.h>
+#include "cg_util.h"
 
 static const cg_host *host;
 
@@ -21,36 +20,6 @@ static const cg_option options[] = {
     {"radio_metrics", CG_OPT_BOOL, "true", 0, 0, NULL, "emit rssi_dbm and snr_db of the best gateway"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
-
-static int emit_radio(cg_ctx *ctx, cg_emit_fn emit, const char *snr_key)
-{
-    int n = host->json_count(ctx, "rxInfo");
-    double best_rssi = 0, best_snr = 0;
-    int have = 0;
-    char path[64];
-    for (int i = 0; i < n && i < 64; i++) {
-        double rssi, snr;
-        snprintf(path, sizeof path, "rxInfo[%d].rssi", i);
-        if (host->json_number(ctx, path, &rssi) != 0)
-            continue;
-        snprintf(path, sizeof path, "rxInfo[%d].%s", i, snr_key);
-        int has_snr = host->json_number(ctx, path, &snr) == 0;
-        if (!have || rssi > best_rssi) {
-            best_rssi = rssi;
-            best_snr = has_snr ? snr : best_snr;
-            have = has_snr ? 2 : 1;
-        }
-    }
-    if (!have)
-        return 0;
-    cg_sample s = {.field = "rssi_dbm", .unit = "dBm", .value = best_rssi};
-    int rc = emit(ctx, &s);
-    if (rc == 0 && have == 2) {
-        cg_sample t = {.field = "snr_db", .unit = "dB", .value = best_snr};
-        rc = emit(ctx, &t);
-    }
-    return rc;
-}
 
 static int chirpstack_decode(cg_ctx *ctx, const uint8_t *payload, size_t len, cg_emit_fn emit)
 {
@@ -67,22 +36,15 @@ static int chirpstack_decode(cg_ctx *ctx, const uint8_t *payload, size_t len, cg
 
     int rc = 0;
     if (host->opt_bool(ctx, "radio_metrics"))
-        rc = emit_radio(ctx, emit, v3 ? "loRaSNR" : "snr");
+        rc = cgu_emit_radio(host, ctx, emit, "rxInfo", v3 ? "loRaSNR" : "snr");
     if (rc != 0)
         return rc;
 
-    int has_obj = host->json_has(ctx, "object") || host->json_has(ctx, "objectJSON");
-    int has_data = host->json_has(ctx, "data");
-    int want_obj = strcmp(host->opt_string(ctx, "prefer"), "object") == 0;
-    if (has_obj && (want_obj || !has_data)) {
-        if (host->json_has(ctx, "object"))
-            return host->chain(ctx, "object", CG_CHAIN_OBJECT);
-        return host->chain(ctx, "objectJSON", CG_CHAIN_JSON_TEXT);
-    }
-    if (has_data)
-        return host->chain(ctx, "data", CG_CHAIN_BASE64);
-    /* A MAC-only uplink (fPort 0) carries no application payload: nothing to decode. */
-    return 0;
+    /* v4's codec output is an object, v3's objectJSON a string holding JSON. A MAC-only
+     * uplink (fPort 0) carries no application payload: nothing to decode. */
+    if (host->json_has(ctx, "object"))
+        return cgu_chain_preferred(host, ctx, "object", CG_CHAIN_OBJECT, "data");
+    return cgu_chain_preferred(host, ctx, "objectJSON", CG_CHAIN_JSON_TEXT, "data");
 }
 
 static const cg_plugin_desc desc = {

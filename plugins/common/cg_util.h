@@ -132,4 +132,52 @@ static inline int cgu_json_number(const cg_host *host, cg_ctx *ctx, const char *
     return host->reject(ctx, CG_BAD_TYPE, why);
 }
 
+/* ---- envelopes (network-server uplinks) ------------------------------------------------ */
+
+/* rssi_dbm and snr_db of the best gateway (highest RSSI) in the array at list, whose
+ * elements hold "rssi" and snr_key. Emits nothing when no element has an RSSI, and no
+ * snr_db when the best one has no SNR. Looks at the first 64 gateways. */
+static inline int cgu_emit_radio(const cg_host *host, cg_ctx *ctx, cg_emit_fn emit,
+                                 const char *list, const char *snr_key)
+{
+    int n = host->json_count(ctx, list);
+    double best_rssi = 0, best_snr = 0;
+    int have = 0;
+    char path[96];
+    for (int i = 0; i < n && i < 64; i++) {
+        double rssi, snr;
+        snprintf(path, sizeof path, "%s[%d].rssi", list, i);
+        if (host->json_number(ctx, path, &rssi) != 0)
+            continue;
+        snprintf(path, sizeof path, "%s[%d].%s", list, i, snr_key);
+        int has_snr = host->json_number(ctx, path, &snr) == 0;
+        if (!have || rssi > best_rssi) {
+            best_rssi = rssi;
+            best_snr = has_snr ? snr : 0;
+            have = has_snr ? 2 : 1;
+        }
+    }
+    if (!have)
+        return 0;
+    int rc = cgu_emit_num(ctx, emit, "rssi_dbm", best_rssi, "dBm", CG_Q_GOOD);
+    if (rc == 0 && have == 2)
+        rc = cgu_emit_num(ctx, emit, "snr_db", best_snr, "dB", CG_Q_GOOD);
+    return rc;
+}
+
+/* Chain the inner payload to the device decoder: the decoded object at obj (taken as
+ * obj_how) when present and the "prefer" option says "object" or there is no raw data,
+ * else the base64 data at data. 0 when there is neither (a MAC-only uplink). */
+static inline int cgu_chain_preferred(const cg_host *host, cg_ctx *ctx, const char *obj, int obj_how,
+                                      const char *data)
+{
+    int has_obj = host->json_has(ctx, obj);
+    int has_data = host->json_has(ctx, data);
+    if (has_obj && (strcmp(host->opt_string(ctx, "prefer"), "object") == 0 || !has_data))
+        return host->chain(ctx, obj, obj_how);
+    if (has_data)
+        return host->chain(ctx, data, CG_CHAIN_BASE64);
+    return 0;
+}
+
 #endif

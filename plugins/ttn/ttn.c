@@ -11,8 +11,7 @@
  * itself is optional. Emits rssi_dbm / snr_db of the best gateway. */
 #include <citygate/plugin.h>
 
-#include <stdio.h>
-#include <string.h>
+#include "cg_util.h"
 
 static const cg_host *host;
 
@@ -22,36 +21,6 @@ static const cg_option options[] = {
     {"radio_metrics", CG_OPT_BOOL, "true", 0, 0, NULL, "emit rssi_dbm and snr_db of the best gateway"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
-
-static int emit_radio(cg_ctx *ctx, cg_emit_fn emit, const char *list)
-{
-    int n = host->json_count(ctx, list);
-    double best_rssi = 0, best_snr = 0;
-    int have = 0;
-    char path[96];
-    for (int i = 0; i < n && i < 64; i++) {
-        double rssi, snr;
-        snprintf(path, sizeof path, "%s[%d].rssi", list, i);
-        if (host->json_number(ctx, path, &rssi) != 0)
-            continue;
-        snprintf(path, sizeof path, "%s[%d].snr", list, i);
-        int has_snr = host->json_number(ctx, path, &snr) == 0;
-        if (!have || rssi > best_rssi) {
-            best_rssi = rssi;
-            best_snr = has_snr ? snr : 0;
-            have = has_snr ? 2 : 1;
-        }
-    }
-    if (!have)
-        return 0;
-    cg_sample s = {.field = "rssi_dbm", .unit = "dBm", .value = best_rssi};
-    int rc = emit(ctx, &s);
-    if (rc == 0 && have == 2) {
-        cg_sample t = {.field = "snr_db", .unit = "dB", .value = best_snr};
-        rc = emit(ctx, &t);
-    }
-    return rc;
-}
 
 static int ttn_decode(cg_ctx *ctx, const uint8_t *payload, size_t len, cg_emit_fn emit)
 {
@@ -73,17 +42,12 @@ static int ttn_decode(cg_ctx *ctx, const uint8_t *payload, size_t len, cg_emit_f
 
     int rc = 0;
     if (host->opt_bool(ctx, "radio_metrics"))
-        rc = emit_radio(ctx, emit, v3 ? "uplink_message.rx_metadata" : "metadata.gateways");
+        rc = cgu_emit_radio(host, ctx, emit, v3 ? "uplink_message.rx_metadata" : "metadata.gateways",
+                            "snr");
     if (rc != 0)
         return rc;
 
-    int has_obj = host->json_has(ctx, obj);
-    int has_data = host->json_has(ctx, data);
-    if (has_obj && (strcmp(host->opt_string(ctx, "prefer"), "object") == 0 || !has_data))
-        return host->chain(ctx, obj, CG_CHAIN_OBJECT);
-    if (has_data)
-        return host->chain(ctx, data, CG_CHAIN_BASE64);
-    return 0;
+    return cgu_chain_preferred(host, ctx, obj, CG_CHAIN_OBJECT, data);
 }
 
 static const cg_plugin_desc desc = {
