@@ -4,11 +4,13 @@
 #include "alloc.h"
 #include "error.h"
 #include "log.h"
+#include "timeutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 int gw_mqtt_client_url(const char *url, char **out, int *tls)
 {
@@ -95,6 +97,52 @@ void gw_mqtt_client_tls(const gw_mqtt_conn *c, MQTTAsync_SSLOptions *ssl)
     ssl->keyStore = c->cert_file && c->cert_file[0] ? c->cert_file : NULL;
     ssl->privateKey = c->key_file && c->key_file[0] ? c->key_file : NULL;
     ssl->sslVersion = MQTT_SSL_VERSION_DEFAULT; /* negotiate the best the peer offers */
+}
+
+void gw_mqtt_client_connect_options(const gw_mqtt_conn *c, MQTTAsync_SSLOptions *ssl,
+                                    void *context, MQTTAsync_connectOptions *co)
+{
+    MQTTAsync_connectOptions init3 = MQTTAsync_connectOptions_initializer;
+    MQTTAsync_connectOptions init5 = MQTTAsync_connectOptions_initializer5;
+    *co = c->mqtt_version == 5 ? init5 : init3;
+    co->MQTTVersion = gw_mqtt_client_version(c);
+    co->keepAliveInterval = c->keepalive_s > 0 ? c->keepalive_s : 30;
+    co->connectTimeout = 10;
+    co->automaticReconnect = 0;
+    co->username = c->username && c->username[0] ? c->username : NULL;
+    co->password = c->password && c->password[0] ? c->password : NULL;
+    co->ssl = ssl;
+    co->context = context;
+}
+
+void gw_mqtt_client_disconnect(MQTTAsync client, int v5)
+{
+    MQTTAsync_disconnectOptions d3 = MQTTAsync_disconnectOptions_initializer;
+    MQTTAsync_disconnectOptions d5 = MQTTAsync_disconnectOptions_initializer5;
+    MQTTAsync_disconnectOptions d = v5 ? d5 : d3;
+    d.timeout = 200;
+    if (MQTTAsync_disconnect(client, &d) == MQTTASYNC_SUCCESS)
+        for (int i = 0; i < 50 && MQTTAsync_isConnected(client); i++)
+            gw_sleep_ms(20);
+}
+
+void gw_mqtt_client_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_mono_ms)
+{
+    int64_t wait = deadline_mono_ms - gw_mono_ms();
+    if (wait <= 0)
+        return;
+    if (wait > 1000)
+        wait = 1000;
+    /* The condition variables use the default (realtime) clock. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += wait / 1000;
+    ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(cv, mu, &ts);
 }
 
 int64_t gw_mqtt_client_backoff(int64_t *cur_ms, int64_t max_ms)

@@ -6,6 +6,7 @@
 #ifndef CITYGATE_MQTT_CLIENT_H
 #define CITYGATE_MQTT_CLIENT_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include <MQTTAsync.h>
@@ -31,6 +32,23 @@ int gw_mqtt_client_create(const gw_mqtt_conn *c, const char *client_id, const ch
  * the system store), client certificate and key when configured. ssl borrows conn's
  * strings. */
 void gw_mqtt_client_tls(const gw_mqtt_conn *c, MQTTAsync_SSLOptions *ssl);
+
+/* Fill *co for connecting to conn: the initializer of its MQTT version, the version, the
+ * keepalive (30 s when unset), a 10 s connect timeout, Paho's automatic reconnect off (the
+ * caller's thread reconnects with gw_mqtt_client_backoff), user name and password when
+ * set, ssl (NULL = plain TCP) and context. Session flags, will and callbacks are left to
+ * the caller. *co borrows conn's strings and ssl. */
+void gw_mqtt_client_connect_options(const gw_mqtt_conn *c, MQTTAsync_SSLOptions *ssl,
+                                    void *context, MQTTAsync_connectOptions *co);
+
+/* Disconnect client (200 ms for in-flight work; v5 = the client speaks MQTT 5) and wait
+ * up to 1 s until Paho no longer reports it connected. Thread: not a Paho callback. */
+void gw_mqtt_client_disconnect(MQTTAsync client, int v5);
+
+/* The connection threads' nap: wait on cv (mu held by the caller) until a signal, the
+ * monotonic deadline_mono_ms, or 1 s at most, whichever is first. */
+void gw_mqtt_client_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu,
+                               int64_t deadline_mono_ms);
 
 /* Next reconnect delay: returns *cur_ms with ±25 % jitter, then doubles *cur_ms up to
  * max_ms. Reset *cur_ms to the minimum after a successful connect. */

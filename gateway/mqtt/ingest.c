@@ -485,22 +485,13 @@ static void on_connection_lost(void *ctx, char *cause)
 
 static void start_connect(source *s)
 {
-    MQTTAsync_connectOptions init3 = MQTTAsync_connectOptions_initializer;
-    MQTTAsync_connectOptions init5 = MQTTAsync_connectOptions_initializer5;
-    MQTTAsync_connectOptions co = s->v5 ? init5 : init3;
+    MQTTAsync_connectOptions co;
     MQTTProperties props = MQTTProperties_initializer;
-    const gw_mqtt_conn *c = &s->cfg->conn;
 
-    co.MQTTVersion = s->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
-    co.keepAliveInterval = c->keepalive_s > 0 ? c->keepalive_s : 30;
+    /* The ingest thread reconnects with its own backoff (Paho's automatic reconnect off). */
+    gw_mqtt_client_connect_options(&s->cfg->conn, s->tls ? &s->ssl : NULL, s, &co);
     co.cleansession = 0; /* persistent session (3.1.1) */
     co.cleanstart = 0;   /* persistent session (5), with an expiry below */
-    co.connectTimeout = 10;
-    co.automaticReconnect = 0; /* the ingest thread reconnects with its own backoff */
-    co.username = c->username && c->username[0] ? c->username : NULL;
-    co.password = c->password && c->password[0] ? c->password : NULL;
-    co.ssl = s->tls ? &s->ssl : NULL;
-    co.context = s;
     if (s->v5) {
         MQTTProperty p;
         memset(&p, 0, sizeof p);
@@ -518,24 +509,6 @@ static void start_connect(source *s)
     MQTTProperties_free(&props);
     if (rc != MQTTASYNC_SUCCESS)
         connect_failed(s, rc, MQTTAsync_strerror(rc));
-}
-
-static void wait_until(gw_ingest *ing, int64_t deadline_mono_ms)
-{
-    int64_t wait = deadline_mono_ms - gw_mono_ms();
-    if (wait <= 0)
-        return;
-    if (wait > 1000)
-        wait = 1000;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += wait / 1000;
-    ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&ing->cv, &ing->mu, &ts);
 }
 
 static void *run(void *arg)
@@ -557,7 +530,7 @@ static void *run(void *arg)
                 deadline = s->next_connect_ms;
         }
         if (!ing->stop)
-            wait_until(ing, deadline);
+            gw_mqtt_client_wait_until(&ing->cv, &ing->mu, deadline);
     }
     pthread_mutex_unlock(&ing->mu);
     return NULL;
@@ -719,13 +692,7 @@ void gw_ingest_stop(gw_ingest *ing)
         source *s = &ing->src[i];
         if (!MQTTAsync_isConnected(s->client))
             continue;
-        MQTTAsync_disconnectOptions d3 = MQTTAsync_disconnectOptions_initializer;
-        MQTTAsync_disconnectOptions d5 = MQTTAsync_disconnectOptions_initializer5;
-        MQTTAsync_disconnectOptions d = s->v5 ? d5 : d3;
-        d.timeout = 200;
-        if (MQTTAsync_disconnect(s->client, &d) == MQTTASYNC_SUCCESS)
-            for (int k = 0; k < 50 && MQTTAsync_isConnected(s->client); k++)
-                gw_sleep_ms(20);
+        gw_mqtt_client_disconnect(s->client, s->v5);
         pthread_mutex_lock(&ing->mu);
         s->conn = CONN_DOWN;
         pthread_mutex_unlock(&ing->mu);

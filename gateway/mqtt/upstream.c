@@ -379,29 +379,21 @@ static void subscribe_commands(gw_upstream *up)
 
 static int start_connect(gw_upstream *up)
 {
-    MQTTAsync_connectOptions init3 = MQTTAsync_connectOptions_initializer;
-    MQTTAsync_connectOptions init5 = MQTTAsync_connectOptions_initializer5;
-    MQTTAsync_connectOptions co = up->v5 ? init5 : init3;
+    MQTTAsync_connectOptions co;
     MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
     const gw_mqtt_conn *c = &up->cfg->conn;
 
-    co.MQTTVersion = up->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
-    co.keepAliveInterval = c->keepalive_s > 0 ? c->keepalive_s : 30;
+    /* The upstream thread reconnects, with its own backoff (Paho's automatic reconnect off). */
+    gw_mqtt_client_connect_options(c, up->tls ? &up->ssl : NULL, up, &co);
     co.cleansession = up->v5 ? 0 : 1; /* v5 uses cleanstart; Paho rejects both set */
     co.cleanstart = up->v5 ? 1 : 0;
     co.maxInflight = (int)up->cap + CONTROL_RESERVE;
-    co.connectTimeout = 10;
     co.retryInterval = 0;
-    co.automaticReconnect = 0; /* the upstream thread reconnects, with its own backoff */
-    co.username = c->username && c->username[0] ? c->username : NULL;
-    co.password = c->password && c->password[0] ? c->password : NULL;
     will.topicName = up->status_topic;
     will.message = "offline";
     will.retained = 1;
     will.qos = 1;
     co.will = &will;
-    co.ssl = up->tls ? &up->ssl : NULL;
-    co.context = up;
     if (up->v5) {
         co.onSuccess5 = on_conn_ok5;
         co.onFailure5 = on_conn_fail5;
@@ -700,36 +692,11 @@ static void clean_stop(gw_upstream *up, int timeout_ms)
     int token = publish_control(up, up->status_topic, "offline", 7, 1);
     if (token >= 0)
         MQTTAsync_waitForCompletion(up->client, token, (unsigned long)timeout_ms);
-    MQTTAsync_disconnectOptions d3 = MQTTAsync_disconnectOptions_initializer;
-    MQTTAsync_disconnectOptions d5 = MQTTAsync_disconnectOptions_initializer5;
-    MQTTAsync_disconnectOptions dopt = up->v5 ? d5 : d3;
-    dopt.timeout = 200;
-    if (MQTTAsync_disconnect(up->client, &dopt) == MQTTASYNC_SUCCESS) {
-        for (int i = 0; i < 50 && MQTTAsync_isConnected(up->client); i++)
-            gw_sleep_ms(20);
-    }
+    gw_mqtt_client_disconnect(up->client, up->v5);
     pthread_mutex_lock(&up->mu);
     up->conn = CONN_DOWN;
     up->st.connected = 0;
     pthread_mutex_unlock(&up->mu);
-}
-
-static void wait_until(gw_upstream *up, int64_t deadline_mono_ms)
-{
-    int64_t wait = deadline_mono_ms - gw_mono_ms();
-    if (wait <= 0)
-        return;
-    if (wait > 1000)
-        wait = 1000;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += wait / 1000;
-    ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&up->cv, &up->mu, &ts);
 }
 
 static void *run(void *arg)
@@ -776,7 +743,7 @@ static void *run(void *arg)
                 busy++;
             else if (p < 0) {
                 /* Paho's window is full or the link just dropped: wait for a callback */
-                wait_until(up, gw_mono_ms() + 50);
+                gw_mqtt_client_wait_until(&up->cv, &up->mu, gw_mono_ms() + 50);
                 continue;
             }
             if (up->count < up->cap && (up->notified || more || now >= next_poll)) {
@@ -812,7 +779,7 @@ static void *run(void *arg)
         int ready = up->conn == CONN_UP &&
                     ((up->notified && up->count < up->cap) || up->cmd_count || up->need_birth);
         if (!ready)
-            wait_until(up, deadline);
+            gw_mqtt_client_wait_until(&up->cv, &up->mu, deadline);
     }
     pthread_mutex_unlock(&up->mu);
     return NULL;
