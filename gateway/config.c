@@ -1147,31 +1147,58 @@ static void check_dup_ids(cfg_ld *L, const char *list, char *const *ids, size_t 
     }
 }
 
+/* One element of a top-level array of objects: set the item's defaults (also for an
+ * element that is not an object, which is reported), then load it. */
+typedef void (*item_fn)(cfg_ld *L, cJSON *o, const char *P, void *item);
+
+/* Load the top-level array key ("buses", "mqtt_sources", "devices"): one zeroed item of
+ * size bytes per element, each counted in *count before item loads it (so freeing the
+ * config frees what a half-loaded array holds). Returns the array, NULL when it is
+ * absent, empty or out of memory. */
+static void *load_items(cfg_ld *L, const cJSON *root, const char *key, size_t size,
+                        size_t *count, item_fn item)
+{
+    /* Not const: a device's tags subtree is detached and kept (take_tree). */
+    cJSON *a = (cJSON *)want(L, NULL, root, "", key, T_ARR, 0);
+    if (!a || !a->child)
+        return NULL;
+    size_t n = (size_t)cJSON_GetArraySize(a), i = 0;
+    char *items = calloc_n(L, n, size);
+    if (!items)
+        return NULL;
+    char P[JP];
+    for (cJSON *o = a->child; o && !L->oom; o = o->next, i++) {
+        jp_idx(P, key, i);
+        item(L, o, P, items + size * (*count)++);
+    }
+    return items;
+}
+
+/* 1 if o is an object; else reports it at P and returns 0. */
+static int item_object(cfg_ld *L, const cJSON *o, const char *P)
+{
+    if (cJSON_IsObject(o))
+        return 1;
+    err(L, NULL, P, "must be an object, got %s", jtype(o));
+    return 0;
+}
+
+static void bus_item(cfg_ld *L, cJSON *o, const char *P, void *item)
+{
+    gw_bus *b = item;
+    b->port = 502;
+    b->baud = 9600;
+    b->parity = 'N';
+    b->data_bits = 8;
+    b->stop_bits = 1;
+    if (item_object(L, o, P))
+        load_bus(L, o, P, b);
+}
+
 static void load_buses(cfg_ld *L, const cJSON *root)
 {
     gw_config *c = L->cfg;
-    const cJSON *a = want(L, NULL, root, "", "buses", T_ARR, 0);
-    if (!a || !a->child)
-        return;
-    size_t n = (size_t)cJSON_GetArraySize(a), i = 0;
-    c->buses = calloc_n(L, n, sizeof *c->buses);
-    if (!c->buses)
-        return;
-    char P[JP];
-    for (const cJSON *o = a->child; o && !L->oom; o = o->next, i++) {
-        jp_idx(P, "buses", i);
-        gw_bus *b = &c->buses[c->n_buses++];
-        b->port = 502;
-        b->baud = 9600;
-        b->parity = 'N';
-        b->data_bits = 8;
-        b->stop_bits = 1;
-        if (!cJSON_IsObject(o)) {
-            err(L, NULL, P, "must be an object, got %s", jtype(o));
-            continue;
-        }
-        load_bus(L, o, P, b);
-    }
+    c->buses = load_items(L, root, "buses", sizeof *c->buses, &c->n_buses, bus_item);
     check_dup_ids(L, "buses", &c->buses[0].id, sizeof *c->buses, c->n_buses);
 }
 
@@ -1305,10 +1332,8 @@ static void load_source(cfg_ld *L, const cJSON *o, const char *P, gw_mqtt_source
         gw_mqtt_sub *sub = &s->subs[s->n_subs++];
         sub->qos = 1;
         jp_idx(q, p, i);
-        if (!cJSON_IsObject(so)) {
-            err(L, NULL, q, "must be an object, got %s", jtype(so));
+        if (!item_object(L, so, q))
             continue;
-        }
         check_keys(L, NULL, so, q, sub_keys);
         const char *t = get_str(L, NULL, so, q, "topic", F_REQ);
         const char *why = t ? check_topic(t) : NULL;
@@ -1328,27 +1353,19 @@ static void load_source(cfg_ld *L, const cJSON *o, const char *P, gw_mqtt_source
     }
 }
 
+static void source_item(cfg_ld *L, cJSON *o, const char *P, void *item)
+{
+    gw_mqtt_source *s = item;
+    s->max_payload = 65536;
+    if (item_object(L, o, P))
+        load_source(L, o, P, s);
+}
+
 static void load_sources(cfg_ld *L, const cJSON *root)
 {
     gw_config *c = L->cfg;
-    const cJSON *a = want(L, NULL, root, "", "mqtt_sources", T_ARR, 0);
-    if (!a || !a->child)
-        return;
-    size_t n = (size_t)cJSON_GetArraySize(a), i = 0;
-    c->mqtt_sources = calloc_n(L, n, sizeof *c->mqtt_sources);
-    if (!c->mqtt_sources)
-        return;
-    char P[JP];
-    for (const cJSON *o = a->child; o && !L->oom; o = o->next, i++) {
-        jp_idx(P, "mqtt_sources", i);
-        gw_mqtt_source *s = &c->mqtt_sources[c->n_mqtt_sources++];
-        s->max_payload = 65536;
-        if (!cJSON_IsObject(o)) {
-            err(L, NULL, P, "must be an object, got %s", jtype(o));
-            continue;
-        }
-        load_source(L, o, P, s);
-    }
+    c->mqtt_sources = load_items(L, root, "mqtt_sources", sizeof *c->mqtt_sources,
+                                 &c->n_mqtt_sources, source_item);
     check_dup_ids(L, "mqtt_sources", &c->mqtt_sources[0].id, sizeof *c->mqtt_sources,
                   c->n_mqtt_sources);
 }
@@ -1664,29 +1681,21 @@ static void load_device(cfg_ld *L, cJSON *o, const char *P, gw_device *d)
     }
 }
 
+static void device_item(cfg_ld *L, cJSON *o, const char *P, void *item)
+{
+    gw_device *d = item;
+    d->interval_ms = 10000;
+    d->enabled = 1;
+    d->unit_id = 1;
+    if (item_object(L, o, P))
+        load_device(L, o, P, d);
+}
+
 static void load_devices(cfg_ld *L, cJSON *root)
 {
     gw_config *c = L->cfg;
-    cJSON *a = (cJSON *)want(L, NULL, root, "", "devices", T_ARR, 0);
-    if (!a || !a->child)
-        return;
-    size_t n = (size_t)cJSON_GetArraySize(a), i = 0;
-    c->devices = calloc_n(L, n, sizeof *c->devices);
-    if (!c->devices)
-        return;
+    c->devices = load_items(L, root, "devices", sizeof *c->devices, &c->n_devices, device_item);
     char P[JP], p[JP], q[JP];
-    for (cJSON *o = a->child; o && !L->oom; o = o->next, i++) {
-        jp_idx(P, "devices", i);
-        gw_device *d = &c->devices[c->n_devices++];
-        d->interval_ms = 10000;
-        d->enabled = 1;
-        d->unit_id = 1;
-        if (!cJSON_IsObject(o)) {
-            err(L, NULL, P, "must be an object, got %s", jtype(o));
-            continue;
-        }
-        load_device(L, o, P, d);
-    }
     check_dup_ids(L, "devices", &c->devices[0].id, sizeof *c->devices, c->n_devices);
     /* One physical device per (bus, unit id) and per (MQTT source, key). */
     for (size_t k = 1; k < c->n_devices && !L->oom; k++) {
