@@ -897,14 +897,22 @@ static int all_defined(sim_device *d, gw_mb_table t, uint16_t addr, uint16_t n)
     return 1;
 }
 
-int sim_model_read(void *ctx, gw_mb_table t, uint16_t addr, uint16_t n, uint16_t *out)
+/* The exception code a request for n registers at addr answers, 0 if none: a scripted
+ * one first, else 02 (illegal data address) when a register is not in the image. */
+static int access_exception(sim_device *d, gw_mb_table t, uint16_t addr, uint16_t n)
 {
-    sim_device *d = ctx;
     int code = scripted_exception(d, t, addr, n);
     if (code)
         return code;
-    if (!all_defined(d, t, addr, n))
-        return 0x02;
+    return all_defined(d, t, addr, n) ? 0 : 0x02;
+}
+
+int sim_model_read(void *ctx, gw_mb_table t, uint16_t addr, uint16_t n, uint16_t *out)
+{
+    sim_device *d = ctx;
+    int code = access_exception(d, t, addr, n);
+    if (code)
+        return code;
     memcpy(out, d->img[t].val + (addr - d->img[t].base), n * sizeof *out);
     return 0;
 }
@@ -912,11 +920,9 @@ int sim_model_read(void *ctx, gw_mb_table t, uint16_t addr, uint16_t n, uint16_t
 int sim_model_write(void *ctx, gw_mb_table t, uint16_t addr, uint16_t n, const uint16_t *in)
 {
     sim_device *d = ctx;
-    int code = scripted_exception(d, t, addr, n);
+    int code = access_exception(d, t, addr, n);
     if (code)
         return code;
-    if (!all_defined(d, t, addr, n))
-        return 0x02;
     sim_image *im = &d->img[t];
     for (uint32_t i = 0; i < n; i++)
         im->val[addr - im->base + i] = gw_mb_table_is_bits(t) ? (in[i] ? 1 : 0) : in[i];

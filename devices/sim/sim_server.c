@@ -104,6 +104,22 @@ static void timed_del(sim_server *s, sim_ep *e)
 
 /* ---- endpoints ------------------------------------------------------------------------ */
 
+/* A new endpoint for fd, registered for input. On failure fd is closed and NULL returned. */
+static sim_ep *ep_add(sim_server *s, int fd, ep_type type, struct sim_port *port)
+{
+    sim_ep *e = gw_calloc(1, sizeof *e);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = e};
+    if (!e || epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        gw_free(e);
+        close(fd);
+        return NULL;
+    }
+    e->type = type;
+    e->fd = fd;
+    e->port = port;
+    return e;
+}
+
 static int ep_arm(sim_server *s, sim_ep *e, int out)
 {
     struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = e};
@@ -313,16 +329,9 @@ static void tcp_accept(sim_server *s, sim_ep *l)
         int one = 1;
         /* Dripped answers must leave byte by byte, not coalesced by Nagle. */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        sim_ep *e = gw_calloc(1, sizeof *e);
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = e};
-        if (!e || epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-            gw_free(e);
-            close(fd);
+        sim_ep *e = ep_add(s, fd, EP_TCP, l->port);
+        if (!e)
             continue;
-        }
-        e->type = EP_TCP;
-        e->fd = fd;
-        e->port = l->port;
         e->cnext = s->conns_list;
         if (s->conns_list)
             s->conns_list->cprev = e;
@@ -385,16 +394,9 @@ static int rtu_open(sim_server *s, sim_port *p)
         tcsetattr(fd, TCSANOW, &tio); /* ptys ignore speed and parity; a real port takes them */
     }
     tcflush(fd, TCIOFLUSH);
-    sim_ep *e = gw_calloc(1, sizeof *e);
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = e};
-    if (!e || epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        gw_free(e);
-        close(fd);
+    sim_ep *e = ep_add(s, fd, EP_RTU, p);
+    if (!e)
         return GW_EIO;
-    }
-    e->type = EP_RTU;
-    e->fd = fd;
-    e->port = p;
     p->ep = e;
     p->reopen_ms = 0;
     return 0;
@@ -497,16 +499,9 @@ static int tcp_listen(sim_server *s, sim_port *p)
         gw_error(AREA, "%s: cannot listen: %s", p->label, strerror(err));
         return GW_EIO;
     }
-    sim_ep *e = gw_calloc(1, sizeof *e);
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = e};
-    if (!e || epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        gw_free(e);
-        close(fd);
+    sim_ep *e = ep_add(s, fd, EP_LISTEN, p);
+    if (!e)
         return GW_EIO;
-    }
-    e->type = EP_LISTEN;
-    e->fd = fd;
-    e->port = p;
     p->ep = e;
     gw_info(AREA, "listening on %s", p->label);
     return 0;
