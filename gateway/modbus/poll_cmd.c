@@ -1,6 +1,7 @@
 /* citygate poll: poll one configured Modbus device once and print what it decoded, the
  * reads it made and how long they took — the field engineer's first tool. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../alloc.h"
@@ -26,6 +27,19 @@ static const char poll_usage[] =
     "\n"
     "exit codes: 0 the device answered, 1 no answer (timeout, connection), 2 usage or\n"
     "config error\n";
+
+/* The shortest of %.15g, %.16g and %.17g that reads back as exactly v (17 digits always
+ * do), so 2.151 prints as 2.151, not 2.1510000000000002. */
+static void json_number(FILE *f, double v)
+{
+    char buf[32];
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    fputs(buf, f);
+}
 
 static void json_str(FILE *f, const char *s)
 {
@@ -153,9 +167,11 @@ int gw_cmd_poll(int argc, char **argv)
             else if (s[i].type == GW_V_BOOL)
                 printf("%s", s[i].value != 0 ? "true" : "false");
             else
-                printf("%.17g", s[i].value);
-            if (s[i].type == GW_V_TEXT && s[i].quality == GW_Q_GOOD)
-                printf(",\"code\":%.17g", s[i].value);
+                json_number(stdout, s[i].value);
+            if (s[i].type == GW_V_TEXT && s[i].quality == GW_Q_GOOD) {
+                printf(",\"code\":");
+                json_number(stdout, s[i].value);
+            }
             printf(",\"unit\":");
             json_str(stdout, s[i].unit);
             printf(",\"quality\":\"%s\",\"ts_us\":%lld}", gw_quality_name(s[i].quality),

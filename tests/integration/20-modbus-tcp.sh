@@ -106,12 +106,19 @@ rc=$?
 set -e
 [[ $rc == 0 ]] || fail "poll dev-mixed exited $rc: $(cat "$T/poll-mixed.json" "$T/poll-mixed.log")"
 "$PYTHON" - "$T/poll-mixed.json" <<'EOF' || fail "dev-mixed values: $(cat "$T/poll-mixed.json")"
-import json, sys
-r = json.load(open(sys.argv[1]))
+import json, re, sys
+raw = open(sys.argv[1]).read()
+r = json.loads(raw)
 s = {x["field"]: x for x in r["samples"]}
+bad = []
+# Numbers in their shortest round-trip form: -12.3, not -12.300000000000001.
+def digits(t):
+    return len(t.lstrip("-").split("e")[0].replace(".", "").lstrip("0").rstrip("0"))
+for t in re.findall(r'"(?:value|code)":(-?[0-9][0-9.eE+-]*)', raw):
+    if digits(t) > digits(repr(float(t))):
+        bad.append(f"{t} is not the shortest form of {float(t)!r}")
 want = {"volts": 230.5, "amps": 74.565, "temp": -12.3, "pipe": "full", "flag": True,
         "level": 12.34, "tag": "CITY", "counter": 4242, "relay": True, "door": True}
-bad = []
 for k, v in want.items():
     got = s[k]["value"]
     ok = abs(got - v) < 1e-9 if isinstance(v, float) else got == v
