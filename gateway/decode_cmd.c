@@ -35,11 +35,12 @@ static const char decode_usage[] =
     "\n"
     "exit codes: 0 decoded, 1 the payload could not be decoded, 2 usage or config error\n";
 
+/* ctx: the UTC offset in minutes (an int) times are shown in, as `citygate poll` does. */
 static int print_sample(void *ctx, const gw_sample *s)
 {
-    (void)ctx;
+    const int *utc_offset_min = ctx;
     char ts[40];
-    if (gw_format_rfc3339(ts, sizeof ts, s->ts_us, 0) < 0)
+    if (gw_format_rfc3339(ts, sizeof ts, s->ts_us, *utc_offset_min) < 0)
         snprintf(ts, sizeof ts, "%lld", (long long)s->ts_us);
     char val[64];
     if (s->type == GW_V_BOOL)
@@ -254,7 +255,7 @@ int gw_cmd_decode(int argc, char **argv)
     const void *payload = hex ? (const void *)bytes : (const void *)json;
     size_t plen = hex ? (size_t)len : strlen(json);
     r = gw_decode_payload(d, idx, plugin, payload, plen, hex ? GW_PAYLOAD_BYTES : GW_PAYLOAD_JSON,
-                          0, print_sample, NULL);
+                          0, print_sample, &cfg->gateway.utc_offset_min);
     if (r == 0) {
         rc = GW_EXIT_OK;
     } else {

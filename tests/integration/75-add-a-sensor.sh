@@ -162,7 +162,7 @@ step "sed 's/\"level_offset_m\": 0.25/\"level_offset\": 0.25/' nblevel.json > br
 WANT_RC=2 step 'citygate check -c broken.json'
 shows "broken.json: devices[0].mqtt.options.level_offset: unknown option for plugin 'nblevel' (did you mean 'level_offset_m'?)"
 step "citygate decode -c nblevel.json --device nbl-0001 --plugin nblevel --hex 'A5 01 04 D2 00 D7 0E 10 00 71'"
-shows_re "level_m +1\.484 m +good"
+shows_re "level_m +1\.484 m +good +[0-9-]+T[0-9:.]+\+08:00"   # the site's timezone, as poll shows it
 
 documented 'mosquitto -p 18830 &' # started above by the harness, on $MQTT_PORT
 bg_step run-b 'citygate run -c nblevel.json'
