@@ -770,7 +770,10 @@ static void *run(void *arg)
         int64_t deadline = now + 1000;
         if (up->conn == CONN_DOWN && up->next_connect_ms < deadline)
             deadline = up->next_connect_ms;
-        if (up->conn == CONN_UP && next_poll < deadline)
+        /* The poll deadline only matters while the window has room: with every slot
+         * waiting for a PUBACK it lies in the past and would make this loop spin while
+         * holding the mutex the PUBACK callback needs. */
+        if (up->conn == CONN_UP && up->count < up->cap && next_poll < deadline)
             deadline = next_poll;
         if (up->conn == CONN_UP && report_ms && next_report < deadline)
             deadline = next_report;
