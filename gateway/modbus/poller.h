@@ -13,7 +13,8 @@
  * late or the one it takes is suspect (not online, not connected, or slow last time).
  *
  * Schedule: device due times advance by exactly interval_ms from the first (drift-free);
- * first polls are spread over 8 phases of the interval; a cycle may start up to
+ * first polls are spread over up to 8 phases of the interval (at least 128 devices
+ * per phase: a few devices share one wake-up per interval); a cycle may start up to
  * min(interval / 50, 20 ms) after its slot so that devices due together share a wake-up;
  * missed slots are skipped (counted in cycles_late), never bunched.
  *
