@@ -93,8 +93,36 @@ int gw_alarm_waiting(const gw_alarm *a, const gw_rule_inst *ri)
     return 0;
 }
 
-int gw_alarm_next(const gw_alarm *a, const gw_rule_inst *ri, int64_t now, gw_alarm *next,
-                  gw_event_type *type, const char **reason)
+/* Floating-point slack: a step of 0.1 from 0.2 to 0.3 is a step, though 0.3 - 0.2 is
+ * 0.09999999999999998. */
+#define STEP_SLACK 1e-9
+
+int gw_alarm_value_due(const gw_alarm *a, const gw_rule_inst *ri, double x)
+{
+    if (a->sup != GW_SUP_NONE || a->rep_level <= 0 || a->rep_level > ri->n_levels ||
+        a->cond_level != a->rep_level || !a->esc_has || !isfinite(x))
+        return 0;
+    double step = ri->levels[a->rep_level - 1].escalate_step;
+    if (!(step > 0))
+        return 0;
+    /* A higher level on its way (delay or N-of-M running): its escalation will carry
+     * the value; a "value" update just before it would be noise. */
+    for (int i = a->rep_level; i < ri->n_levels; i++)
+        if (a->lv[i].raw && !a->lv[i].on)
+            return 0;
+    double worse = gw_rule_excursion(ri, x) - gw_rule_excursion(ri, a->esc_ref);
+    return worse >= step * (1 - STEP_SLACK);
+}
+
+/* A raised / updated event reports x: the reference for the next value escalation. */
+static void take_ref(gw_alarm *next, double x)
+{
+    next->esc_has = isfinite(x) ? 1 : 0;
+    next->esc_ref = isfinite(x) ? x : 0;
+}
+
+int gw_alarm_next(const gw_alarm *a, const gw_rule_inst *ri, int64_t now, double x,
+                  gw_alarm *next, gw_event_type *type, const char **reason)
 {
     *next = *a;
     if (a->sup == GW_SUP_SHELVED && now >= a->shelved_until) {
@@ -114,10 +142,13 @@ int gw_alarm_next(const gw_alarm *a, const gw_rule_inst *ri, int64_t now, gw_ala
             next->count = a->state == GW_ALARM_NORMAL ? 1 : a->count + 1;
             next->active_since = a->cond_since ? a->cond_since : now;
             next->state = GW_ALARM_ACTIVE_UNACKED;
+            take_ref(next, x);
             *type = GW_EV_RAISED;
             *reason = "condition";
         } else if (a->cond_level == 0) {
             next->state = a->state == GW_ALARM_ACTIVE_ACKED ? GW_ALARM_NORMAL : GW_ALARM_CLEARED_UNACKED;
+            next->esc_has = 0;
+            next->esc_ref = 0;
             *type = GW_EV_CLEARED;
             *reason = "condition";
         } else {
@@ -125,13 +156,28 @@ int gw_alarm_next(const gw_alarm *a, const gw_rule_inst *ri, int64_t now, gw_ala
             /* A worse severity needs a fresh acknowledgement; a milder one does not. */
             if (up)
                 next->state = GW_ALARM_ACTIVE_UNACKED;
+            take_ref(next, x);
             *type = GW_EV_UPDATED;
             *reason = up ? "escalated" : "deescalated";
         }
         return 1;
     }
-    if (a->rep_level > 0 && ri->renotify_us > 0 && now - a->last_notify >= ri->renotify_us) {
+    if (gw_alarm_value_due(a, ri, x)) {
+        /* Same severity: news for the case, not a new alarm. An acknowledgement
+         * stands (ISA-18.2 asks for a fresh one on a worse priority, not a worse value). */
         next->last_notify = next->last_change = now;
+        take_ref(next, x);
+        *type = GW_EV_UPDATED;
+        *reason = "value";
+        return 1;
+    }
+    /* ISA-18.2 re-announces what nobody has acknowledged; an acknowledged alarm is in
+     * someone's hands, repeating it is noise. */
+    if (a->rep_level > 0 && a->state == GW_ALARM_ACTIVE_UNACKED && ri->renotify_us > 0 &&
+        now - a->last_notify >= ri->renotify_us) {
+        next->last_notify = next->last_change = now;
+        if (isfinite(x))
+            take_ref(next, x);
         *type = GW_EV_UPDATED;
         *reason = "renotify";
         return 1;
@@ -233,6 +279,8 @@ int gw_alarm_to_json(const gw_alarm *a, char **out)
              cJSON_AddNumberToObject(o, "last_notify", (double)a->last_notify) &&
              cJSON_AddNumberToObject(o, "last_change", (double)a->last_change) &&
              cJSON_AddNumberToObject(o, "value", isfinite(a->value) ? a->value : 0);
+    if (ok && a->esc_has && isfinite(a->esc_ref))
+        ok = cJSON_AddNumberToObject(o, "esc_ref", a->esc_ref) != NULL;
     char *txt = ok ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (!txt)
@@ -301,6 +349,15 @@ int gw_alarm_from_json(gw_alarm *a, const gw_rule_inst *ri, const char *json)
     n.last_notify = (int64_t)v[6];
     n.last_change = (int64_t)v[7];
     n.value = v[8];
+    /* Optional: states written before value escalation have none (the engine then
+     * takes the next good value as the reference, without an event). */
+    double ref;
+    if (cJSON_GetObjectItemCaseSensitive(o, "esc_ref")) {
+        if (get_num(o, "esc_ref", -1e308, 1e308, &ref))
+            goto done;
+        n.esc_ref = ref;
+        n.esc_has = 1;
+    }
     *a = n;
     rc = 0;
 done:

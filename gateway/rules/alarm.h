@@ -67,6 +67,10 @@ typedef struct gw_alarm {
     int64_t last_notify;    /* last raised / updated / cleared event */
     int64_t last_change;    /* last event of any type */
     double value;           /* evidence value at the last event */
+    /* Value escalation: the escalation leaf's value when last reported (raised /
+     * updated); persisted, so a restart does not report the same worsening again. */
+    double esc_ref;
+    uint8_t esc_has;        /* esc_ref holds a value */
 } gw_alarm;
 
 const char *gw_alarm_state_name(gw_alarm_state s);  /* "normal", "active_unacked", ... */
@@ -83,10 +87,23 @@ int gw_alarm_debounce(gw_alarm *a, const gw_rule_inst *ri, uint32_t raw_mask, in
 int gw_alarm_waiting(const gw_alarm *a, const gw_rule_inst *ri);
 
 /* Propose the next event that brings the report in line with the condition at now.
- * Returns 1 with *next (the alarm after the event), *type and *reason ("condition",
- * "escalated", "deescalated", "renotify", "expired") set, or 0 if nothing is due. */
-int gw_alarm_next(const gw_alarm *a, const gw_rule_inst *ri, int64_t now, gw_alarm *next,
-                  gw_event_type *type, const char **reason);
+ * x is the current good value of the rule's escalation leaf (ri->esc_field), NaN when
+ * unknown or the rule has none. In order of precedence:
+ *  - unshelved (reason "expired") when a shelve has run out; nothing else while
+ *    suppressed (shelved, out of service);
+ *  - raised / cleared / updated ("escalated", "deescalated") when the debounced level
+ *    differs from the reported one;
+ *  - updated ("value"), same severity, when x lies at least the reported level's
+ *    escalate_step further into the alarm direction than the value last reported, and
+ *    no higher level is waiting for its delay (the escalation will report it);
+ *  - updated ("renotify") every ri->renotify_us while active and unacknowledged.
+ * Raised and updated events take x as the new reference. Returns 1 with *next (the
+ * alarm after the event), *type and *reason set, or 0 if nothing is due. */
+int gw_alarm_next(const gw_alarm *a, const gw_rule_inst *ri, int64_t now, double x,
+                  gw_alarm *next, gw_event_type *type, const char **reason);
+
+/* Is a value escalation due for value x (the "value" case of gw_alarm_next)? */
+int gw_alarm_value_due(const gw_alarm *a, const gw_rule_inst *ri, double x);
 
 /* Propose the result of an operator command at now: verb "ack", "shelve" (until > now),
  * "unshelve", "out_of_service", "in_service". Returns 0 with *next and *type, or

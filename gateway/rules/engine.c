@@ -438,15 +438,29 @@ static int emit(gw_engine *e, dev_rt *d, size_t ii, const gw_alarm *next, gw_eve
     return rc;
 }
 
+/* The current good value of instance ii's value-escalation leaf, or NaN (none, never
+ * good, latest sample bad, text). */
+static double esc_value(const dev_rt *d, size_t ii)
+{
+    const gw_rule_inst *ri = &d->inst[ii];
+    if (d->is_sys || ri->esc_field < 0)
+        return NAN;
+    const field_rt *f = &d->fields[d->fmap[ii][ri->esc_field]];
+    if (!f->seen || f->quality != GW_Q_GOOD || f->is_text || f->derived)
+        return NAN;
+    return f->value;
+}
+
 /* Bring the report of instance ii in line with its condition (several events may be
  * due: unshelved, then cleared). */
 static int reconcile(gw_engine *e, dev_rt *d, size_t ii, int64_t t)
 {
+    double x = esc_value(d, ii);
     for (int guard = 0; guard < 4; guard++) {
         gw_alarm next;
         gw_event_type type;
         const char *reason;
-        if (!gw_alarm_next(&d->alarms[ii], &d->inst[ii], t, &next, &type, &reason)) {
+        if (!gw_alarm_next(&d->alarms[ii], &d->inst[ii], t, x, &next, &type, &reason)) {
             d->pending[ii] = 0;
             return 0;
         }
@@ -477,9 +491,21 @@ static int eval_inst(gw_engine *e, dev_rt *d, size_t ii, int64_t t, int sample)
     e->st.evaluations++;
     uint32_t mask = eval_levels(e, d, ii, t);
     gw_alarm_debounce(&d->alarms[ii], &d->inst[ii], mask, t, sample);
-    const gw_alarm *a = &d->alarms[ii];
+    gw_alarm *a = &d->alarms[ii];
     if (a->cond_level != a->rep_level || d->pending[ii])
         return reconcile(e, d, ii, t);
+    if (a->rep_level > 0 && d->inst[ii].esc_field >= 0) {
+        double x = esc_value(d, ii);
+        /* Active without a reference (raised while the value was unknown, or a state
+         * saved before value escalation existed): this value becomes the reference,
+         * silently; only a worsening from here is news. */
+        if (!a->esc_has && isfinite(x)) {
+            a->esc_ref = x;
+            a->esc_has = 1;
+        } else if (gw_alarm_value_due(a, &d->inst[ii], x)) {
+            return reconcile(e, d, ii, t);
+        }
+    }
     return 0;
 }
 
@@ -570,7 +596,7 @@ int gw_engine_tick(gw_engine *e, int64_t now)
                 gw_alarm_debounce(a, ri, mask, now, 0);
             }
             if (a->cond_level != a->rep_level || d->pending[ii] || a->sup == GW_SUP_SHELVED ||
-                (ri->renotify_us && a->rep_level))
+                (ri->renotify_us && a->rep_level && a->state == GW_ALARM_ACTIVE_UNACKED))
                 if (reconcile(e, d, ii, now) == GW_EAGAIN)
                     rc = GW_EAGAIN;
         }
@@ -671,6 +697,7 @@ static int sys_find_or_add(gw_engine *e, const char *rule_id, gw_severity sev, c
         return GW_ENOMEM;
     }
     snprintf(ri->alarm_id, alen, "%s/%s", e->sys_dev.id, rule_id);
+    ri->esc_field = -1; /* no value escalation */
     /* No condition tree: the caller states the condition. One level, no delays. */
     ri->root.op = GW_OP_QUALITY;
     ri->levels[0].severity = sev;

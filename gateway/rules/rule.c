@@ -142,6 +142,7 @@ typedef struct pctx {
     int skipped_param;      /* parse_rule skipped the rule for missing_name */
     int n_errs;
     int n_stuck;
+    int esc_ok;             /* the rule has a leaf value escalation can watch */
 } pctx;
 
 static void perr(pctx *c, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -674,6 +675,31 @@ static gw_cond *find_primary(gw_cond *k)
     return NULL;
 }
 
+/* Without a threshold leaf, value escalation watches the first outside leaf. */
+static const gw_cond *find_outside(const gw_cond *k)
+{
+    if (k->op == GW_OP_OUTSIDE)
+        return k;
+    for (size_t i = 0; i < k->n_kids; i++) {
+        const gw_cond *p = find_outside(&k->kids[i]);
+        if (p)
+            return p;
+    }
+    return NULL;
+}
+
+double gw_rule_excursion(const gw_rule_inst *ri, double x)
+{
+    if (ri->esc_field < 0)
+        return NAN;
+    switch (ri->esc_op) {
+    case GW_OP_GT: case GW_OP_GE: return x;
+    case GW_OP_LT: case GW_OP_LE: return -x;
+    case GW_OP_OUTSIDE: return fmax(ri->esc_low - x, x - ri->esc_high);
+    default: return NAN;
+    }
+}
+
 const gw_cond *gw_rule_primary(const gw_rule_inst *ri)
 {
     const gw_cond *k = &ri->root;
@@ -876,6 +902,20 @@ static int apply_level_keys(pctx *c, const cJSON *obj, const char *path, gw_leve
         if (parse_nofm(c, v, sub, &lv->n, &lv->m) != 0)
             rc = -1;
     }
+    if ((v = cJSON_GetObjectItemCaseSensitive(obj, "escalate_step"))) {
+        sp(sub, sizeof sub, "%s.escalate_step", path);
+        if (!c->esc_ok) {
+            perr(c, sub, "not applicable: value escalation needs a value threshold (> >= < <=) "
+                 "or outside in the condition (not == != in not_in between stuck stale quality "
+                 "or a rate)");
+            rc = -1;
+        } else if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || !isfinite(v->valuedouble)) {
+            perr(c, sub, "must be a number >= 0 in the field's unit (0 = off)");
+            rc = -1;
+        } else {
+            lv->escalate_step = v->valuedouble;
+        }
+    }
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(obj, "raise");
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(obj, "clear");
     if ((r || cl) && !allow_limits) {
@@ -939,7 +979,8 @@ static int check_levels(pctx *c, const gw_rule_inst *ri, const char *path)
 static int apply_override(pctx *c, const cJSON *ov, const char *path, gw_rule_inst *ri, int *enabled)
 {
     static const char *const keys[] = {"enabled", "raise", "clear", "on_delay", "off_delay",
-                                       "n_of_m", "severity", "renotify", "levels", NULL};
+                                       "n_of_m", "severity", "renotify", "escalate_step",
+                                       "levels", NULL};
     if (!cJSON_IsObject(ov)) {
         perr(c, path, "must be an object of rule settings");
         return -1;
@@ -1000,7 +1041,7 @@ static int apply_override(pctx *c, const cJSON *ov, const char *path, gw_rule_in
             char s2[320];
             sp(s2, sizeof s2, "%s[%d]", sub, i);
             static const char *const lkeys[] = {"severity", "raise", "clear", "on_delay",
-                                                "off_delay", "n_of_m", NULL};
+                                                "off_delay", "n_of_m", "escalate_step", NULL};
             if (!cJSON_IsObject(v)) {
                 perr(c, s2, "must be an object");
                 rc = -1;
@@ -1167,10 +1208,12 @@ static int parse_rule(pctx *c, const cJSON *j, const char *path, const cJSON *se
 {
     static const char *const keys[] = {"id", "name", "description", "select", "when", "severity",
                                        "levels", "on_delay", "off_delay", "n_of_m", "renotify",
-                                       "problem", "evidence", "enabled", NULL};
+                                       "escalate_step", "problem", "evidence", "enabled", NULL};
     char sub[300];
     memset(ri, 0, sizeof *ri);
     ri->set_name = set_name;
+    ri->esc_field = -1;
+    c->esc_ok = 0;
     c->ri = ri;
     c->n_stuck = 0;
     c->missing_param = 0;
@@ -1224,6 +1267,14 @@ static int parse_rule(pctx *c, const cJSON *j, const char *path, const cJSON *se
     gw_cond *primary = find_primary(&ri->root);
     if (primary)
         primary->primary = 1;
+    const gw_cond *esc = primary ? primary : find_outside(&ri->root);
+    if (r == 0 && esc && !esc->rate && esc->n_fields) {
+        ri->esc_field = esc->fields[0];
+        ri->esc_op = esc->op;
+        ri->esc_low = esc->low;
+        ri->esc_high = esc->high;
+        c->esc_ok = 1;
+    }
     ri->device_level = has_op(&ri->root, GW_OP_STALE, 1) || has_op(&ri->root, GW_OP_QUALITY, 1);
     ri->timed = has_op(&ri->root, GW_OP_STALE, 0);
 
@@ -1285,7 +1336,7 @@ static int parse_rule(pctx *c, const cJSON *j, const char *path, const cJSON *se
             char s2[320];
             sp(s2, sizeof s2, "%s[%d]", sub, i);
             static const char *const lkeys[] = {"severity", "raise", "clear", "on_delay",
-                                                "off_delay", "n_of_m", NULL};
+                                                "off_delay", "n_of_m", "escalate_step", NULL};
             ri->levels[i] = base;
             if (!cJSON_IsObject(lv)) {
                 perr(c, s2, "must be an object {severity, raise, clear, ...}");

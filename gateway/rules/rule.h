@@ -80,6 +80,9 @@ typedef struct gw_level {
     double raise, clear;     /* limits of the primary leaf (NaN when it has none) */
     int64_t on_delay_us, off_delay_us;
     int n, m;                /* N-of-M debounce (0 = off; then delays apply) */
+    double escalate_step;    /* value escalation: an `updated` (reason "value") each time
+                              * the value moves this far further into the alarm direction
+                              * since it was last reported; 0 = off. In the field's unit */
     char *condition;         /* human text, e.g. "tilt_deg > 15 for 30s" */
 } gw_level;
 
@@ -96,7 +99,13 @@ typedef struct gw_rule_inst {
     gw_cond root;            /* its primary leaf (if any) is flagged: gw_rule_primary() */
     gw_level levels[GW_LEVELS_MAX]; /* ascending severity */
     int n_levels;
-    int64_t renotify_us;     /* 0 = off */
+    int64_t renotify_us;     /* 0 = off; re-announce while active and unacknowledged */
+    /* Value escalation (levels[].escalate_step): the leaf whose value it watches, as
+     * plain values (instances are copied). esc_field: index into fields, -1 = the rule
+     * has no such leaf (escalate_step is then rejected). */
+    int esc_field;
+    gw_rule_op esc_op;       /* GT / GE (worse upward), LT / LE (downward), OUTSIDE */
+    double esc_low, esc_high; /* OUTSIDE: the band the value moves away from */
     gw_problem_class pclass;
     char *pcode, *pname;
     int n_fields;
@@ -111,6 +120,12 @@ void gw_rule_inst_clear(gw_rule_inst *ri);
 /* The threshold leaf the levels and the "raise"/"clear" overrides act on (the condition
  * itself, or the first > >= < <= leaf of an all / any), or NULL. Points into ri. */
 const gw_cond *gw_rule_primary(const gw_rule_inst *ri);
+
+/* How far x lies in the alarm direction of the rule's value-escalation leaf: x for
+ * > >=, -x for < <=, the distance outside [low, high] for outside (negative inside).
+ * NaN when the rule has no such leaf or x is NaN. A value is worse than a reference r
+ * by gw_rule_excursion(ri, x) - gw_rule_excursion(ri, r). */
+double gw_rule_excursion(const gw_rule_inst *ri, double x);
 
 /* Validate every rule set of cfg (cfg->rulesets) and every device's overrides against
  * the rules it gets; add every error to errs. Returns 0 or GW_ECONFIG. Called by
