@@ -107,6 +107,17 @@ static const scenario scenarios[] = {
      {{'s', "x", 25, 0}, {'s', "x", 35, 1}, {'s', "x", 55, 2}, {'s', "x", 90, 3}, {'s', "x", 120, 4},
       {0}}},
 
+    {"the example of docs/rules.md",
+     R({"id": "r", "when": {"field": "ch4_lel", "op": ">=", "raise": 20, "clear": 15}, "escalate_step": 10,
+        "levels": [{"severity": "warning", "raise": 20, "clear": 15, "on_delay": "5s"},
+                   {"severity": "major", "raise": 50, "clear": 40, "escalate_step": 5}],
+        "problem": {"class": "event", "code": "0403", "name": "n"}}),
+     NULL, "raised:warning@24,updated:warning/value@34,updated:warning/value@44,"
+     "updated:major/escalated@55,updated:major/value@60",
+     {{'s', "ch4_lel", 24, 0}, {'s', "ch4_lel", 24, 5}, {'s', "ch4_lel", 30, 6}, {'s', "ch4_lel", 34, 7},
+      {'s', "ch4_lel", 28, 8}, {'s', "ch4_lel", 40, 9}, {'s', "ch4_lel", 44, 10}, {'s', "ch4_lel", 55, 11},
+      {'s', "ch4_lel", 60, 12}, {0}}},
+
     /* ---- per-device overrides ---- */
     {"override sets the step for a device",
      R({"id": "r", "when": {"field": "x", "op": ">", "raise": 20, "clear": 15}, "problem": {"class": "event", "code": "0499", "name": "n"}}),
