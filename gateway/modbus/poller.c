@@ -23,6 +23,7 @@
 #define RD_UNTRIED 1 /* read status: not attempted this cycle */
 
 typedef struct mb_dev mb_dev;
+typedef struct mb_worker mb_worker;
 
 typedef struct mb_conn {
     const gw_bus *bus;
@@ -77,6 +78,8 @@ struct gw_poller {
     int connecting;         /* connects in flight: each may take one descriptor (p->mu) */
     pthread_mutex_t hmu;    /* device health */
     pthread_t *threads;
+    mb_worker *wk;          /* per thread: its batch buffer, allocated here by start */
+    gw_sample *batch_mem;   /* n_threads x GW_POLLER_BATCH, one block: no per-thread arena */
     size_t n_threads;
     size_t n_workers;       /* started (kept after stop, for the stats) */
     int stop;
@@ -436,14 +439,15 @@ static void batch_flush(gw_poller *p, mb_batch *b)
     b->n = 0;
 }
 
-static void batch_maybe_flush(gw_poller *p, mb_batch *b)
+static void batch_maybe_flush(gw_poller *p, mb_batch *b, int64_t now_ms)
 {
-    if (b->n && gw_mono_ms() - b->first_ms >= GW_POLLER_BATCH_MS)
+    if (b->n && now_ms - b->first_ms >= GW_POLLER_BATCH_MS)
         batch_flush(p, b);
 }
 
-/* The device's cycle: into the worker's batch (b), or pushed at once (b NULL). */
-static void flush_samples(gw_poller *p, mb_dev *d, mb_batch *b)
+/* The device's cycle: into the worker's batch (b), or pushed at once (b NULL). now_ms:
+ * the cycle's start, the batch's age when it is the first. */
+static void flush_samples(gw_poller *p, mb_dev *d, mb_batch *b, int64_t now_ms)
 {
     if (!b || !b->s || d->n_out > GW_POLLER_BATCH) {
         push_samples(p, d->out, d->n_out);
@@ -451,7 +455,7 @@ static void flush_samples(gw_poller *p, mb_dev *d, mb_batch *b)
         if (b->n + d->n_out > GW_POLLER_BATCH)
             batch_flush(p, b);
         if (b->n == 0)
-            b->first_ms = gw_mono_ms();
+            b->first_ms = now_ms;
         memcpy(b->s + b->n, d->out, d->n_out * sizeof *d->out);
         b->n += d->n_out;
     }
@@ -463,7 +467,8 @@ static gw_quality quality_of(int rc)
     return rc == GW_EDECODE ? GW_Q_DECODE_ERROR : GW_Q_COMM_ERROR;
 }
 
-static void emit_all(gw_poller *p, mb_dev *d, int64_t fail_ts, int fail_rc, mb_batch *b)
+static void emit_all(gw_poller *p, mb_dev *d, int64_t fail_ts, int fail_rc, mb_batch *b,
+                     int64_t now_ms)
 {
     const gw_plan *plan = d->plan;
     const gw_profile *prof = d->prof;
@@ -497,7 +502,7 @@ static void emit_all(gw_poller *p, mb_dev *d, int64_t fail_ts, int fail_rc, mb_b
         }
         emit(d, k, pt, &v, v.quality, d->ts[r]);
     }
-    flush_samples(p, d, b);
+    flush_samples(p, d, b, now_ms);
 }
 
 /* ---- one device cycle ------------------------------------------------------------------ */
@@ -583,7 +588,7 @@ static int poll_cycle(gw_poller *p, mb_dev *d, gw_poll_report *rep, mb_batch *ba
                 break;
             }
             int exc = 0, tries = 0;
-            int64_t rs = gw_mono_us();
+            int64_t rs = rep ? gw_mono_us() : 0;
             int rc = do_read(p, c, r, d->data + r->data_off, attempts, &exc, &tries);
             d->status[i] = rc;
             d->exc[i] = exc;
@@ -637,14 +642,16 @@ static int poll_cycle(gw_poller *p, mb_dev *d, gw_poll_report *rep, mb_batch *ba
             if (!fail_rc)
                 fail_rc = rc;
         }
-        c->last_used_ms = gw_mono_ms();
     }
 
     int64_t end_wall = gw_now_us();
-    emit_all(p, d, end_wall, fail_rc ? fail_rc : GW_ETIMEDOUT, batch);
+    emit_all(p, d, end_wall, fail_rc ? fail_rc : GW_ETIMEDOUT, batch, now_ms);
 
     /* Health. */
-    int64_t dur = gw_mono_us() - t0;
+    int64_t t_end = gw_mono_us();
+    int64_t dur = t_end - t0;
+    if (io)
+        c->last_used_ms = t_end / 1000;
     int clean = answered && !fail_rc && !any_exc;
     pthread_mutex_lock(&p->hmu);
     gw_mb_health *h = &d->health;
@@ -719,18 +726,22 @@ static void reschedule(gw_poller *p, mb_dev *d, int64_t now)
     d->due_ms = next;
 }
 
-static void service_conn(gw_poller *p, mb_conn *c, mb_batch *b)
+/* Poll c's due devices back to back; returns the monotonic time at the end (one clock
+ * read per device). */
+static int64_t service_conn(gw_poller *p, mb_conn *c, mb_batch *b, int64_t now)
 {
     for (size_t i = 0; i < c->n_devs; i++) {
         if (__atomic_load_n(&p->stop, __ATOMIC_RELAXED))
-            return;
+            break;
         mb_dev *d = c->devs[i];
-        if (d->due_ms > gw_mono_ms())
+        if (d->due_ms > now)
             continue;
         poll_cycle(p, d, NULL, b);
-        reschedule(p, d, gw_mono_ms());
-        batch_maybe_flush(p, b);
+        now = gw_mono_ms();
+        reschedule(p, d, now);
+        batch_maybe_flush(p, b, now);
     }
+    return now;
 }
 
 /* Scheduling without a thread per connection and without a futex storm:
@@ -759,11 +770,17 @@ static int64_t slack_ms(const mb_conn *c)
     return s > 20 ? 20 : s;
 }
 
+struct mb_worker {
+    gw_poller *p;
+    gw_sample *buf; /* GW_POLLER_BATCH samples, or NULL: push per device */
+};
+
 static void *worker_main(void *arg)
 {
-    gw_poller *p = arg;
+    mb_worker *w = arg;
+    gw_poller *p = w->p;
     pthread_setname_np(pthread_self(), "cg-modbus");
-    mb_batch b = {.s = gw_malloc(GW_POLLER_BATCH * sizeof(gw_sample))}; /* NULL: push per device */
+    mb_batch b = {.s = w->buf};
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
         if (b.n && (p->heap_n == 0 || p->heap[0]->key_ms > gw_mono_ms())) {
@@ -805,9 +822,7 @@ static void *worker_main(void *arg)
              p->heap[0]->key_ms + slack_ms(p->heap[0]) + GW_POLLER_HELP_LATE_MS <= now))
             pthread_cond_signal(&p->cv);
         pthread_mutex_unlock(&p->mu);
-        int64_t t0 = gw_mono_ms();
-        service_conn(p, c, &b);
-        int slow = gw_mono_ms() - t0 > GW_POLLER_SLOW_MS;
+        int slow = service_conn(p, c, &b, now) - now > GW_POLLER_SLOW_MS;
         pthread_mutex_lock(&p->mu);
         c->suspect = slow || !c->open;
         for (size_t i = 0; i < c->n_devs && !c->suspect; i++) {
@@ -822,7 +837,6 @@ static void *worker_main(void *arg)
     }
     pthread_mutex_unlock(&p->mu);
     batch_flush(p, &b);
-    gw_free(b.s);
     return NULL;
 }
 
@@ -983,8 +997,21 @@ int gw_poller_start(gw_poller *p)
     if (nt == 0)
         return 0;
     p->threads = gw_calloc(nt, sizeof *p->threads);
-    if (!p->threads)
+    p->wk = gw_calloc(nt, sizeof *p->wk);
+    if (!p->threads || !p->wk) {
+        gw_free(p->threads);
+        gw_free(p->wk);
+        p->threads = NULL;
+        p->wk = NULL;
         return GW_ENOMEM;
+    }
+    /* One block from this thread: a worker that mallocs its own buffer makes glibc
+     * create an arena for it (mmap of 64 MiB, page faults); untouched pages cost no RSS. */
+    p->batch_mem = gw_malloc(nt * GW_POLLER_BATCH * sizeof(gw_sample)); /* NULL: push per device */
+    for (size_t i = 0; i < nt; i++) {
+        p->wk[i].p = p;
+        p->wk[i].buf = p->batch_mem ? p->batch_mem + i * GW_POLLER_BATCH : NULL;
+    }
     pthread_mutex_lock(&p->mu);
     p->stop = 0;
     for (size_t i = 0; i < p->n_conns; i++) {
@@ -1000,7 +1027,7 @@ int gw_poller_start(gw_poller *p)
     /* Workers need little stack: a 2000-bit buffer and libmodbus's frames. */
     pthread_attr_setstacksize(&attr, 256 * 1024);
     for (size_t i = 0; i < nt; i++) {
-        if (pthread_create(&p->threads[i], &attr, worker_main, p) != 0) {
+        if (pthread_create(&p->threads[i], &attr, worker_main, &p->wk[i]) != 0) {
             pthread_attr_destroy(&attr);
             p->n_threads = i;
             gw_poller_stop(p);
@@ -1028,6 +1055,10 @@ void gw_poller_stop(gw_poller *p)
     p->n_threads = 0;
     gw_free(p->threads);
     p->threads = NULL;
+    gw_free(p->wk);
+    p->wk = NULL;
+    gw_free(p->batch_mem);
+    p->batch_mem = NULL;
     for (size_t i = 0; i < p->n_conns; i++)
         conn_close(p, &p->conns[i]);
     p->heap_n = 0;
