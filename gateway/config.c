@@ -1199,7 +1199,8 @@ static void load_buses(cfg_ld *L, const cJSON *root)
 {
     gw_config *c = L->cfg;
     c->buses = load_items(L, root, "buses", sizeof *c->buses, &c->n_buses, bus_item);
-    check_dup_ids(L, "buses", &c->buses[0].id, sizeof *c->buses, c->n_buses);
+    if (c->n_buses) /* &c->buses[0] of a NULL array is undefined */
+        check_dup_ids(L, "buses", &c->buses[0].id, sizeof *c->buses, c->n_buses);
 }
 
 /* MQTT URL: tcp://, ssl:// or mqtts:// (stored as ssl://). */
@@ -1366,8 +1367,9 @@ static void load_sources(cfg_ld *L, const cJSON *root)
     gw_config *c = L->cfg;
     c->mqtt_sources = load_items(L, root, "mqtt_sources", sizeof *c->mqtt_sources,
                                  &c->n_mqtt_sources, source_item);
-    check_dup_ids(L, "mqtt_sources", &c->mqtt_sources[0].id, sizeof *c->mqtt_sources,
-                  c->n_mqtt_sources);
+    if (c->n_mqtt_sources)
+        check_dup_ids(L, "mqtt_sources", &c->mqtt_sources[0].id, sizeof *c->mqtt_sources,
+                      c->n_mqtt_sources);
 }
 
 /* "... (did you mean 'x'?)" among the ids of a list, or "". */
@@ -1696,7 +1698,8 @@ static void load_devices(cfg_ld *L, cJSON *root)
     gw_config *c = L->cfg;
     c->devices = load_items(L, root, "devices", sizeof *c->devices, &c->n_devices, device_item);
     char P[JP], p[JP], q[JP];
-    check_dup_ids(L, "devices", &c->devices[0].id, sizeof *c->devices, c->n_devices);
+    if (c->n_devices)
+        check_dup_ids(L, "devices", &c->devices[0].id, sizeof *c->devices, c->n_devices);
     /* One physical device per (bus, unit id) and per (MQTT source, key). */
     for (size_t k = 1; k < c->n_devices && !L->oom; k++) {
         const gw_device *d = &c->devices[k];
