@@ -158,8 +158,15 @@ static char *run_command(gw_gateway *gw, const char *verb, const char *body, siz
     gw_cmd *c = gw_calloc(1, sizeof *c);
     if (!c)
         return NULL;
+    /* The wait runs on the monotonic clock: a gateway without an RTC steps its wall
+     * clock by years at the first NTP sync, which must not end (or stretch) the wait
+     * of a command the engine is still applying. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&c->lock, NULL);
-    pthread_cond_init(&c->done_cond, NULL);
+    pthread_cond_init(&c->done_cond, &ca);
+    pthread_condattr_destroy(&ca);
     c->refs = 2;
     snprintf(c->verb, sizeof c->verb, "%s", verb);
     c->body = gw_strndup(body ? body : "", len);
@@ -169,7 +176,7 @@ static char *run_command(gw_gateway *gw, const char *verb, const char *body, siz
         return error_reply(body, "gateway busy");
     }
     struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
+    clock_gettime(CLOCK_MONOTONIC, &dl);
     dl.tv_sec += COMMAND_WAIT_MS / 1000;
     pthread_mutex_lock(&c->lock);
     while (!c->done)
