@@ -462,6 +462,7 @@ static int ingest_message(void *ctx, size_t device_idx, const char *decoder, con
 typedef struct fetch_ctx {
     gw_gateway *gw;
     uint64_t after;
+    uint64_t upto;       /* last seq committed before the events were read */
     size_t max;
     fetched *items;
     gw_upstream_msg *msgs;
@@ -472,7 +473,7 @@ typedef struct fetch_ctx {
 static int add_fetched(fetch_ctx *f, uint64_t useq, uint64_t seq, const char *alarm_id,
                        const char *topic_fmt_arg, const void *payload, size_t len, int retained)
 {
-    if (useq <= f->after || f->n >= f->max * 2)
+    if (useq <= f->after || seq > f->upto || f->n >= f->max * 2)
         return 0;
     char *topic = gw_malloc(strlen(topic_fmt_arg) + 8);
     char *copy = gw_malloc(len + 1);
@@ -520,12 +521,15 @@ static int cmp_msg(const void *a, const void *b)
 }
 
 /* Events and retained alarm states share one upstream sequence: event seq n is 2n and
- * the alarm state it queued is 2n+1, so both go out in commit order. */
+ * the alarm state it queued is 2n+1, so both go out in commit order. The two outbox
+ * reads are not one snapshot: an event committed between them would show only its
+ * alarm state, which would go out first and carry the publisher's cursor past the
+ * event for good. So both reads stop at the last seq committed before the first. */
 static int upstream_fetch(void *ctx, uint64_t after, size_t max, gw_upstream_emit_fn emit,
                           void *ectx)
 {
     gw_gateway *gw = ctx;
-    fetch_ctx f = {.gw = gw, .after = after, .max = max};
+    fetch_ctx f = {.gw = gw, .after = after, .upto = gw_outbox_last_seq(gw->outbox), .max = max};
     f.items = gw_calloc(max * 2, sizeof *f.items);
     f.msgs = gw_calloc(max * 2, sizeof *f.msgs);
     f.bufs = gw_calloc(max * 4, sizeof *f.bufs);
