@@ -110,6 +110,7 @@ typedef struct gw_gateway {
     uint64_t sys_drops_seen;
     int64_t sys_drop_last_ms, sys_next_ms;
     atomic_llong engine_beat_ms; /* monotonic time of the engine loop's last turn */
+    pthread_mutex_t complaint_lock; /* queue_complaint is shared by every ingest thread */
     gw_complaint queue_complaint;
 } gw_gateway;
 
@@ -450,8 +451,10 @@ static int ingest_message(void *ctx, size_t device_idx, const char *decoder, con
         rc = flush_batch(b) ? GW_EFULL : rc;
     gw_free(b);
     if (rc == GW_EFULL) {
+        pthread_mutex_lock(&gw->complaint_lock);
         gw_complain(&gw->queue_complaint, 0, 5000, 300000, GW_LOG_WARN, "ingest",
                     "sample queue full: MQTT messages wait in memory for the engine");
+        pthread_mutex_unlock(&gw->complaint_lock);
         return rc;
     }
     return 0; /* GW_EDECODE is counted by the decoder; the message is consumed */
@@ -970,6 +973,7 @@ static int gateway_start(gw_gateway *gw)
     const gw_config *cfg = gw->cfg;
     gw->started_us = gw_now_us();
     pthread_mutex_init(&gw->engine_stats_lock, NULL);
+    pthread_mutex_init(&gw->complaint_lock, NULL);
     gw->sys_influx_told = gw->sys_drop_told = -1;
     gw->sys_drop_last_ms = gw_mono_ms();
     int rc = make_data_dir(cfg->gateway.data_dir);
@@ -991,6 +995,29 @@ static int gateway_start(gw_gateway *gw)
     gw_outbox_foreach_alarm(gw->outbox, restore_alarm, gw);
     restore_store_alarms(gw);
     engine_stats_publish(gw); /* before the engine thread: no other thread yet */
+
+    /* Every object other threads look at is built before the first thread starts, so
+     * no thread ever sees a pointer to something still under construction; the
+     * sources are started last, once everything downstream runs. */
+    if (cfg->n_mqtt_sources) {
+        gw_cfgerr errs = {0};
+        rc = gw_decoders_create(cfg, NULL, &errs, &gw->decoders);
+        for (size_t i = 0; rc && i < errs.n; i++)
+            gw_error("decode", "%s", errs.lines[i]);
+        gw_cfgerr_free(&errs);
+        if (rc)
+            return rc;
+        gw_ingest_hooks ih = {.ctx = gw, .on_message = ingest_message};
+        if ((rc = gw_ingest_new(cfg, &ih, &gw->ingest)))
+            return rc;
+    }
+    for (size_t i = 0; i < cfg->n_devices; i++) {
+        if (cfg->devices[i].source == GW_SRC_MODBUS && cfg->devices[i].enabled) {
+            if ((rc = gw_poller_new(cfg, gw->samples, &gw->poller)))
+                return rc;
+            break;
+        }
+    }
 
     if (cfg->influx.enabled) {
         if ((rc = gw_spool_open(cfg->gateway.data_dir, cfg->influx.spool_max_bytes, &gw->spool)) ||
@@ -1019,29 +1046,10 @@ static int gateway_start(gw_gateway *gw)
         if ((rc = gw_http_start(cfg, gw->store, &hh, &gw->http)))
             return rc;
     }
-    /* Sources last: everything downstream is ready for their first sample. */
-    if (cfg->n_mqtt_sources) {
-        gw_cfgerr errs = {0};
-        rc = gw_decoders_create(cfg, NULL, &errs, &gw->decoders);
-        if (rc) {
-            for (size_t i = 0; i < errs.n; i++)
-                gw_error("decode", "%s", errs.lines[i]);
-            gw_cfgerr_free(&errs);
-            return rc;
-        }
-        gw_cfgerr_free(&errs);
-        gw_ingest_hooks ih = {.ctx = gw, .on_message = ingest_message};
-        if ((rc = gw_ingest_new(cfg, &ih, &gw->ingest)) || (rc = gw_ingest_start(gw->ingest)))
-            return rc;
-    }
-    for (size_t i = 0; i < cfg->n_devices; i++) {
-        if (cfg->devices[i].source == GW_SRC_MODBUS && cfg->devices[i].enabled) {
-            if ((rc = gw_poller_new(cfg, gw->samples, &gw->poller)) ||
-                (rc = gw_poller_start(gw->poller)))
-                return rc;
-            break;
-        }
-    }
+    if (gw->ingest && (rc = gw_ingest_start(gw->ingest)))
+        return rc;
+    if (gw->poller && (rc = gw_poller_start(gw->poller)))
+        return rc;
     return 0;
 }
 
@@ -1057,6 +1065,10 @@ static void gateway_stop(gw_gateway *gw)
         gw_queue_shutdown(gw->samples);
     if (gw->engine_running)
         pthread_join(gw->engine_thread, NULL);
+    /* No engine any more: commands from the page or the broker are refused at once
+     * instead of waiting out their reply timeout. */
+    if (gw->commands)
+        gw_queue_shutdown(gw->commands);
     if (gw->http)
         gw_http_stop(gw->http);
     if (gw->upstream)
@@ -1086,6 +1098,7 @@ static void gateway_stop(gw_gateway *gw)
     gw_queue_free(gw->samples);
     gw_free(gw->win);
     pthread_mutex_destroy(&gw->engine_stats_lock);
+    pthread_mutex_destroy(&gw->complaint_lock);
 }
 
 #define ENGINE_STALL_MS 10000

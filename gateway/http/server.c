@@ -75,11 +75,11 @@ static void load_asset(asset *a, const char *path, const char *name)
     fclose(f);
 }
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
-                             const void *data, size_t len)
+static enum MHD_Result reply_mode(struct MHD_Connection *c, unsigned status, const char *type,
+                                  const void *data, size_t len, enum MHD_ResponseMemoryMode mode)
 {
     struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+        MHD_create_response_from_buffer(len, (void *)data, mode);
     if (!r)
         return MHD_NO;
     MHD_add_response_header(r, "Content-Type", type);
@@ -88,6 +88,19 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
+                             const void *data, size_t len)
+{
+    return reply_mode(c, status, type, data, len, MHD_RESPMEM_MUST_COPY);
+}
+
+/* Page assets live as long as the server: served without a copy per request. */
+static enum MHD_Result reply_static(struct MHD_Connection *c, const char *type,
+                                    const void *data, size_t len)
+{
+    return reply_mode(c, 200, type, data, len, MHD_RESPMEM_PERSISTENT);
 }
 
 /* Reply with a gw_malloc'd string, freeing it; NULL answers 500. */
@@ -141,11 +154,11 @@ static enum MHD_Result serve_static(gw_http *h, struct MHD_Connection *c, const 
         const asset *a = strcmp(name, "dygraph.min.js") == 0 ? &h->dygraph_js : &h->dygraph_css;
         if (!a->data)
             return reply_error(h, c, 404, "chart library not installed");
-        return reply(c, 200, a->type, a->data, a->size);
+        return reply_static(c, a->type, a->data, a->size);
     }
     for (const gw_embedded_file *f = gw_embedded_files; f->name; f++)
         if (strcmp(f->name, name) == 0)
-            return reply(c, 200, content_type(f->name), f->data, f->size);
+            return reply_static(c, content_type(f->name), f->data, f->size);
     return reply_error(h, c, 404, "not found");
 }
 
