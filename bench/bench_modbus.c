@@ -44,6 +44,7 @@
 #include <sys/mman.h>
 
 #include <modbus/modbus.h>
+#include <pthread.h>
 
 #include "check.h"
 #include "config.h"
@@ -145,19 +146,32 @@ static void serve(int *lfd, int nd)
 /* ---- the clients -------------------------------------------------------------------- */
 
 typedef struct result {
-    double requests, registers, seconds, device_cycles;
-    double cpu_s;      /* whole process (wait4) */
-    double cpu_poll_s; /* from the start of polling (config loading excluded) */
+    double requests, registers, seconds, device_cycles; /* steady state (after warm-up) */
+    double cpu_s;      /* whole process (wait4): start-up, warm-up and shutdown included */
+    double cpu_poll_s; /* steady state, the polling threads only (raw: its one thread;
+                          citygate: the process minus the bench's consumer and main) */
+    double cpu_proc_s; /* steady state, the whole process (citygate: + the consumer) */
+    double run_s;      /* wall time of the whole run (cpu_s's span) */
     long maxrss_kb;
-    double csw; /* voluntary context switches */
+    double csw; /* voluntary context switches, whole run */
 } result;
+
+/* Both clients are measured by the same rules: precise CPU clocks (CLOCK_*_CPUTIME_ID:
+ * scheduler run time, not tick-sampled rusage) read at two snapshots, the first after
+ * --warmup seconds (connects, threads, profiles and the first-cycle burst excluded),
+ * the second `seconds` later; requests and registers are counted between the same two
+ * snapshots. */
+static double cpu_clock(clockid_t id)
+{
+    struct timespec ts;
+    if (clock_gettime(id, &ts) != 0)
+        return 0;
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 static double cpu_now(void)
 {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
+    return cpu_clock(CLOCK_PROCESS_CPUTIME_ID);
 }
 
 static int64_t now_us(void)
@@ -167,12 +181,14 @@ static int64_t now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static void raw_loop(const int *ports, int nd, double seconds, int interval_ms, int out_fd)
+static void raw_loop(const int *ports, int nd, double warmup, double seconds, int interval_ms,
+                     int out_fd)
 {
     static modbus_t *ctx[MAXD];
     uint16_t regs[125];
     result r = {0};
-    double c0 = cpu_now();
+    double req = 0, reg = 0, cyc = 0, c0 = 0;
+    int64_t ts0 = 0;
     for (int i = 0; i < nd; i++) {
         char port[16];
         snprintf(port, sizeof port, "%d", ports[i]);
@@ -184,31 +200,67 @@ static void raw_loop(const int *ports, int nd, double seconds, int interval_ms, 
         }
     }
     int64_t t0 = now_us(), next = t0;
-    while (now_us() - t0 < (int64_t)(seconds * 1e6)) {
+    int64_t warm_end = t0 + (int64_t)(warmup * 1e6), end = warm_end + (int64_t)(seconds * 1e6);
+    int warm = warmup <= 0;
+    if (warm) {
+        c0 = cpu_now();
+        ts0 = now_us();
+    }
+    for (;;) {
+        int64_t t = now_us();
+        if (!warm && t >= warm_end) { /* first snapshot, between two cycles */
+            warm = 1;
+            c0 = cpu_now();
+            ts0 = t;
+            req = reg = cyc = 0;
+        }
+        if (t >= end)
+            break;
         for (int i = 0; i < nd; i++) {
             if (modbus_read_registers(ctx[i], 0, 10, regs) == 10) {
-                r.requests++;
-                r.registers += 10;
+                req++;
+                reg += 10;
             }
             if (modbus_read_registers(ctx[i], 100, 10, regs) == 10) {
-                r.requests++;
-                r.registers += 10;
+                req++;
+                reg += 10;
             }
-            r.device_cycles++;
+            cyc++;
         }
         next += (int64_t)interval_ms * 1000;
         int64_t w = next - now_us();
         if (w > 0)
             usleep((useconds_t)w);
     }
-    r.seconds = (double)(now_us() - t0) / 1e6;
     r.cpu_poll_s = cpu_now() - c0;
+    r.cpu_proc_s = r.cpu_poll_s; /* one thread: the loop is the process */
+    r.seconds = (double)(now_us() - ts0) / 1e6;
+    r.requests = req;
+    r.registers = reg;
+    r.device_cycles = cyc;
     if (write(out_fd, &r, sizeof r) != (ssize_t)sizeof r)
         _exit(1);
     _exit(0);
 }
 
-static void poller_run(const char *cfg_file, double seconds, int out_fd)
+/* The bench's stand-in for the engine: blocks without a timeout (no periodic wake-ups
+ * of its own), ends when the queue is shut down and drained. */
+static void *consume(void *arg)
+{
+    static gw_sample s[1024];
+    gw_queue *q = arg;
+    while (gw_queue_pop_many(q, s, 1024, -1) > 0) {
+    }
+    return NULL;
+}
+
+static void sleep_until(int64_t t)
+{
+    for (int64_t w; (w = t - now_us()) > 0;)
+        usleep((useconds_t)(w > 1000000 ? 1000000 : w));
+}
+
+static void poller_run(const char *cfg_file, double warmup, double seconds, int out_fd)
 {
     gw_cfgerr errs = {0};
     gw_config *cfg = NULL;
@@ -220,29 +272,40 @@ static void poller_run(const char *cfg_file, double seconds, int out_fd)
     gw_log_set_level(GW_LOG_WARN);
     gw_queue *q = NULL;
     gw_poller *p = NULL;
-    double c0 = cpu_now();
+    pthread_t cons;
+    clockid_t cons_clk;
     if (gw_queue_new(8192, sizeof(gw_sample), GW_QUEUE_BLOCK, &q) != 0 ||
-        gw_poller_new(cfg, q, &p) != 0 || gw_poller_start(p) != 0)
+        pthread_create(&cons, NULL, consume, q) != 0 || pthread_getcpuclockid(cons, &cons_clk) != 0)
         _exit(1);
-    static gw_sample s[1024];
     int64_t t0 = now_us();
-    while (now_us() - t0 < (int64_t)(seconds * 1e6))
-        (void)gw_queue_pop_many(q, s, 1024, 50); /* an eager consumer, like the engine */
+    if (gw_poller_new(cfg, q, &p) != 0 || gw_poller_start(p) != 0)
+        _exit(1);
+    /* Snapshots: the polling threads' CPU is the process's minus the consumer's and this
+     * thread's (which only sleeps between the snapshots). */
+    gw_poller_stats s0, s1;
+    sleep_until(t0 + (int64_t)(warmup * 1e6));
+    int64_t ts0 = now_us();
+    double p0 = cpu_now(), k0 = cpu_clock(cons_clk), m0 = cpu_clock(CLOCK_THREAD_CPUTIME_ID);
+    gw_poller_stats_get(p, &s0);
+    sleep_until(ts0 + (int64_t)(seconds * 1e6));
+    double p1 = cpu_now(), k1 = cpu_clock(cons_clk), m1 = cpu_clock(CLOCK_THREAD_CPUTIME_ID);
+    gw_poller_stats_get(p, &s1);
+    int64_t ts1 = now_us();
     gw_poller_stop(p);
-    double c1 = cpu_now();
-    gw_poller_stats st;
-    gw_poller_stats_get(p, &st);
+    gw_queue_shutdown(q);
+    pthread_join(cons, NULL);
     result r = {0};
-    r.seconds = (double)(now_us() - t0) / 1e6;
-    r.requests = (double)st.requests;
-    r.registers = (double)st.registers;
-    r.device_cycles = (double)st.cycles;
-    r.cpu_poll_s = c1 - c0;
+    r.seconds = (double)(ts1 - ts0) / 1e6;
+    r.requests = (double)(s1.requests - s0.requests);
+    r.registers = (double)(s1.registers - s0.registers);
+    r.device_cycles = (double)(s1.cycles - s0.cycles);
+    r.cpu_proc_s = p1 - p0;
+    r.cpu_poll_s = (p1 - p0) - (k1 - k0) - (m1 - m0);
     fprintf(stderr, "  (poller: %u workers, %llu connects, %llu disconnects, %llu fd-refused, "
-            "%llu timeouts, %llu samples dropped, %llu slots missed)\n", st.workers,
-            (unsigned long long)st.connects, (unsigned long long)st.disconnects,
-            (unsigned long long)st.fd_refused, (unsigned long long)st.timeouts,
-            (unsigned long long)st.samples_dropped, (unsigned long long)st.cycles_late);
+            "%llu timeouts, %llu samples dropped, %llu slots missed; consumer %.4f s CPU)\n",
+            s1.workers, (unsigned long long)s1.connects, (unsigned long long)s1.disconnects,
+            (unsigned long long)s1.fd_refused, (unsigned long long)s1.timeouts,
+            (unsigned long long)s1.samples_dropped, (unsigned long long)s1.cycles_late, k1 - k0);
     if (write(out_fd, &r, sizeof r) != (ssize_t)sizeof r)
         _exit(1);
     _exit(0);
@@ -250,19 +313,20 @@ static void poller_run(const char *cfg_file, double seconds, int out_fd)
 
 typedef enum { RUN_RAW, RUN_POLLER } run_kind;
 
-static int run_child(run_kind k, const int *ports, int nd, const char *cfg, double seconds,
-                     int interval_ms, result *out)
+static int run_child(run_kind k, const int *ports, int nd, const char *cfg, double warmup,
+                     double seconds, int interval_ms, result *out)
 {
     int pfd[2];
     if (pipe(pfd) != 0)
         return -1;
+    int64_t start = now_us();
     pid_t pid = fork();
     if (pid == 0) {
         close(pfd[0]);
         if (k == RUN_RAW)
-            raw_loop(ports, nd, seconds, interval_ms, pfd[1]);
+            raw_loop(ports, nd, warmup, seconds, interval_ms, pfd[1]);
         else
-            poller_run(cfg, seconds, pfd[1]);
+            poller_run(cfg, warmup, seconds, pfd[1]);
     }
     close(pfd[1]);
     ssize_t n = read(pfd[0], out, sizeof *out);
@@ -273,6 +337,7 @@ static int run_child(run_kind k, const int *ports, int nd, const char *cfg, doub
         return -1;
     out->cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
                  (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+    out->run_s = (double)(now_us() - start) / 1e6;
     out->maxrss_kb = ru.ru_maxrss;
     out->csw = (double)ru.ru_nvcsw;
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
@@ -461,9 +526,11 @@ static int run_collectd(const collectd_opts *co, const char *dir, const int *por
     out->registers = (double)(g1 - g0);
     out->device_cycles = nd * out->seconds / (interval_ms / 1000.0); /* nominal */
     out->cpu_poll_s = c1 - c0;
+    out->cpu_proc_s = out->cpu_poll_s;
     out->cpu_s = c1;
+    out->run_s = (double)(t1 - start) / 1e6;
     out->maxrss_kb = (long)hwm;
-    out->csw = csw1 - csw0;
+    out->csw = (csw1 - csw0) * out->run_s / (out->seconds > 0 ? out->seconds : 1);
     return 0;
 }
 
@@ -504,16 +571,19 @@ static int write_config(const char *dir, const int *ports, int nd, int interval_
 static void print_row(const char *name, const result *r)
 {
     double cpu10k = r->registers > 0 ? r->cpu_poll_s / (r->registers / 1e4) : 0;
-    double all10k = r->registers > 0 ? r->cpu_s / (r->registers / 1e4) : 0;
-    printf("  %-8s %9.2f %11.0f %12.0f %12.4f %12.4f %9.1f %9.0f\n", name,
+    double proc10k = r->registers > 0 ? r->cpu_proc_s / (r->registers / 1e4) : 0;
+    /* the whole run's registers: the steady rate over the whole run, approximately */
+    double all10k = r->registers > 0 ? r->cpu_s / (r->registers / r->seconds * r->run_s / 1e4) : 0;
+    printf("  %-8s %9.2f %11.0f %12.0f %12.4f %12.4f %12.4f %9.1f %9.0f\n", name,
            r->device_cycles > 0 ? r->requests / r->device_cycles : 0, r->requests / r->seconds,
-           r->registers / r->seconds, cpu10k, all10k, r->maxrss_kb / 1024.0, r->csw / r->seconds);
+           r->registers / r->seconds, cpu10k, proc10k, all10k, r->maxrss_kb / 1024.0,
+           r->csw / (r->run_s > 0 ? r->run_s : r->seconds));
 }
 
 int main(int argc, char **argv)
 {
     const char *list = "50,200,1000";
-    double seconds = 10;
+    double seconds = 10, warmup = 3;
     int interval_ms = 1000;
     collectd_opts co = {.bin = "/usr/sbin/collectd", .write = "csv", .max = 1000};
     for (int i = 1; i < argc; i++) {
@@ -521,6 +591,8 @@ int main(int argc, char **argv)
             list = argv[++i];
         else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
             seconds = atof(argv[++i]);
+        else if (strcmp(argv[i], "--warmup") == 0 && i + 1 < argc)
+            warmup = atof(argv[++i]);
         else if (strcmp(argv[i], "--interval-ms") == 0 && i + 1 < argc)
             interval_ms = atoi(argv[++i]);
         else if (strcmp(argv[i], "--collectd") == 0 && i + 1 < argc)
@@ -532,7 +604,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--collectd-max") == 0 && i + 1 < argc)
             co.max = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_modbus [--devices 50,200,1000] [--seconds S] [--interval-ms N]\n"
+            fprintf(stderr, "usage: bench_modbus [--devices 50,200,1000] [--seconds S] [--warmup S] [--interval-ms N]\n"
                             "                    [--collectd PATH | --no-collectd] [--collectd-write none|csv|write_log]\n"
                             "                    [--collectd-max N]\n");
             return 2;
@@ -558,13 +630,15 @@ int main(int argc, char **argv)
     char dir[] = "/tmp/bench_modbus.XXXXXX";
     if (!mkdtemp(dir))
         return 1;
-    printf("bench_modbus: %g s per run, interval %d ms, 2 blocks x 10 holding registers per device\n",
-           seconds, interval_ms);
+    printf("bench_modbus: %g s measured per run after %g s warm-up, interval %d ms, "
+           "2 blocks x 10 holding registers per device\n", seconds, warmup, interval_ms);
+    printf("CPU s/10k: polling threads, steady state; (+consumer): whole process, steady state; "
+           "(w/ start): whole process, whole run\n");
     if (co.bin)
         printf("collectd: %s -f, modbus plugin, one <Data> per register (20 requests per device-cycle), "
                "writer %s, read threads 5 (default)\n", co.bin, co.write);
-    printf("  %-8s %9s %11s %12s %12s %12s %9s %9s\n", "client", "req/cycle", "requests/s",
-           "registers/s", "CPU s/10k", "(w/ start)", "RSS MB", "csw/s");
+    printf("  %-8s %9s %11s %12s %12s %12s %12s %9s %9s\n", "client", "req/cycle", "requests/s",
+           "registers/s", "CPU s/10k", "(+consumer)", "(w/ start)", "RSS MB", "csw/s");
     char *copy = strdup(list);
     int rc = 0;
     for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
@@ -592,11 +666,11 @@ int main(int argc, char **argv)
         write_config(dir, ports, nd, interval_ms, cfg, sizeof cfg);
         result raw = {0}, pol = {0};
         printf("D = %d\n", nd);
-        if (run_child(RUN_RAW, ports, nd, cfg, seconds, interval_ms, &raw) != 0) {
+        if (run_child(RUN_RAW, ports, nd, cfg, warmup, seconds, interval_ms, &raw) != 0) {
             fprintf(stderr, "bench_modbus: raw loop failed at D=%d\n", nd);
             rc = 1;
         }
-        if (run_child(RUN_POLLER, ports, nd, cfg, seconds, interval_ms, &pol) != 0) {
+        if (run_child(RUN_POLLER, ports, nd, cfg, warmup, seconds, interval_ms, &pol) != 0) {
             fprintf(stderr, "bench_modbus: poller failed at D=%d\n", nd);
             rc = 1;
         }
