@@ -61,7 +61,7 @@ static void test_civil_days(void **state)
 static void test_schedule(void **state)
 {
     (void)state;
-    int on, off;
+    int on = -1, off = -1; /* set by parse_hhmm; initialised for -O3's flow analysis */
     assert_int_equal(parse_hhmm("18:30", &on), 0);
     assert_int_equal(parse_hhmm("06:30", &off), 0);
     assert_int_equal(parse_hhmm("25:00", &on), -1);
