@@ -97,7 +97,7 @@ typedef struct gw_gateway {
     fetched *win;
     size_t n_win, cap_win;
     /* counters */
-    atomic_ullong ingest_samples, ingest_dropped, commit_errors;
+    atomic_ullong ingest_dropped, commit_errors;
     /* The engine's counters as of its last tick: other threads (report, metrics) read
      * this copy, never the engine, whose alarm tables only its own thread may walk. */
     pthread_mutex_t engine_stats_lock;
@@ -414,7 +414,6 @@ static int flush_batch(ingest_batch *b)
         return 0;
     int n = gw_queue_push_many(b->gw->samples, b->s, b->n, INGEST_PUSH_TIMEOUT_MS);
     int pushed = n > 0 ? n : 0;
-    atomic_fetch_add(&b->gw->ingest_samples, (unsigned long long)pushed);
     int rc = (size_t)pushed == b->n ? 0 : GW_EFULL;
     if (rc)
         atomic_fetch_add(&b->gw->ingest_dropped, (unsigned long long)(b->n - (size_t)pushed));
