@@ -540,7 +540,9 @@ static int upstream_fetch(void *ctx, uint64_t after, size_t max, gw_upstream_emi
         goto out;
     rc = gw_outbox_fetch(gw->outbox, after / 2, max, fetch_event_cb, &f);
     if (rc >= 0)
-        rc = gw_outbox_fetch_alarm_pubs(gw->outbox, 4096, fetch_pub_cb, &f);
+        /* Pending states come oldest first; those already in the window (at most
+         * n_win) are skipped, so max more beyond them are all a fetch can use. */
+        rc = gw_outbox_fetch_alarm_pubs(gw->outbox, max + gw->n_win, fetch_pub_cb, &f);
     if (rc < 0)
         goto out;
     /* Sort by upstream seq (items and msgs in step) and keep the first max. */
