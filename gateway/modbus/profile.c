@@ -790,7 +790,9 @@ static int parse_point(pctx *c, const cJSON *pj, const char *path, gw_profile *p
                 if (cJSON_IsNumber(m) && m->valuedouble < 0 && m->valuedouble == floor(m->valuedouble)) {
                     /* A negative marker for a signed type: store its two's complement. */
                     double d = m->valuedouble;
-                    if (bitsz < 64 && d < -ldexp(1.0, (int)bitsz - 1)) {
+                    /* The int64 cast is defined only down to -2^63 (fuzz_profile found
+                     * -1.2e55 here), so 64-bit types are bounded too. */
+                    if (d < -ldexp(1.0, (int)(bitsz < 64 ? bitsz : 64) - 1)) {
                         PERR(c, pm, "does not fit %u bits", bitsz);
                         continue;
                     }
