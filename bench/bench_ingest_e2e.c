@@ -7,15 +7,13 @@
  *       bare Paho MQTTAsync subscriber (same library and session settings as the
  *       gateway's ingest), doing nothing with a message: the ceiling of any Paho-based
  *       consumer. With FILTERs it only subscribes (registers the session) and exits.
- *   bench_ingest_e2e core CONFIG N SAMPLES_PER_MESSAGE [batch]
+ *   bench_ingest_e2e core CONFIG N SAMPLES_PER_MESSAGE
  *       the gateway's ingest path linked from citygate_core, without the rest of the
- *       gateway: gw_ingest (topic match, device lookup) -> gw_decode_message (decoder
- *       chain) -> one gw_queue_push per sample (as gateway.c does) into the bounded
- *       sample queue, drained by a thread. Done when N x SAMPLES samples are drained.
- *       "batch": a message's samples are pushed at once (gw_queue_push_many), one
- *       wake-up of the draining thread per message instead of one per sample. "nap":
- *       the draining thread sleeps 1 ms after a small batch, so that the producer
- *       finds it not waiting and wakes it (a futex syscall) far less often.
+ *       gateway: gw_ingest (topic match, inbox, device lookup) -> gw_decode_message
+ *       (decoder chain) -> samples gathered per inbox batch and pushed at once (as
+ *       gateway.c does) into the bounded sample queue, drained by a thread that naps
+ *       1 ms after a small batch (as the engine thread). Done when N x SAMPLES samples
+ *       are drained.
  *
  * Thread: main waits and polls; Paho's threads and the drain thread do the work. */
 #include "check.h"
@@ -139,48 +137,45 @@ static int run_paho(const char *url, const char *client_id, long n, char **filte
 
 /* ---- citygate core: ingest + decode + sample queue ---------------------------------------- */
 
-#define CORE_BATCH 64
+/* As gateway.c: the "mqtt-decode" thread gathers the samples of an inbox batch and
+ * hands them over at the flush hook (or when 256 are gathered), waiting for room. */
+#define CORE_BATCH 256
 
 typedef struct core {
     gw_decoders *dec;
     gw_queue *q;
-    int batch;               /* push a message's samples at once (gw_queue_push_many) */
-    int nap;                 /* the drain naps 1 ms after a small batch */
-    size_t n;                /* batch: samples of the message being decoded */
+    size_t n;
     gw_sample s[CORE_BATCH];
 } core;
 
-static int core_flush(core *c)
+static void core_flush(void *ctx)
 {
-    size_t n = c->n;
+    core *c = ctx;
+    if (c->n)
+        gw_queue_push_many(c->q, c->s, c->n, -1);
     c->n = 0;
-    return n == 0 || gw_queue_push_many(c->q, c->s, n, 200) == (int)n ? 0 : GW_EFULL;
 }
 
 static int core_push(void *ctx, const gw_sample *s)
 {
     core *c = ctx;
-    if (!c->batch)
-        return gw_queue_push(c->q, s, 200) == 0 ? 0 : GW_EFULL;
-    if (c->n == CORE_BATCH && core_flush(c))
-        return GW_EFULL;
+    if (c->n == CORE_BATCH)
+        core_flush(c);
     c->s[c->n++] = *s;
     return 0;
 }
 
-/* On Paho's receive thread (one source: never concurrent). */
 static int core_message(void *ctx, size_t device_idx, const char *decoder, const char *topic,
                         const void *payload, size_t len, int64_t recv_ts_us)
 {
-    core *c = ctx;
     (void)topic;
-    c->n = 0;
-    int rc = gw_decode_message(c->dec, device_idx, decoder, payload, len, recv_ts_us, core_push, c);
-    if (c->batch && rc != GW_EFULL)
-        rc = core_flush(c);
-    return rc == GW_EFULL ? rc : 0;
+    gw_decode_message(((core *)ctx)->dec, device_idx, decoder, payload, len, recv_ts_us,
+                      core_push, ctx);
+    return 0;
 }
 
+/* As the gateway's engine thread, without the engine: pop up to 512, nap 1 ms after a
+ * small batch. */
 static void *core_drain(void *arg)
 {
     core *c = arg;
@@ -192,14 +187,14 @@ static void *core_drain(void *arg)
             break;
         if (n > 0)
             mark(n);
-        if (c->nap && n > 0 && n < BATCH / 4)
-            usleep(1000); /* let a batch build up: no wake-up per message */
+        if (n > 0 && n < BATCH / 8)
+            usleep(1000);
     }
     free(b);
     return NULL;
 }
 
-static int run_core(const char *file, long n, long per_msg, int batch, int nap)
+static int run_core(const char *file, long n, long per_msg)
 {
     gw_cfgerr errs = {0};
     gw_config *cfg = NULL;
@@ -209,8 +204,6 @@ static int run_core(const char *file, long n, long per_msg, int batch, int nap)
     core *c = calloc(1, sizeof *c); /* the batch buffer is large: not on the stack */
     if (!c)
         return 1;
-    c->batch = batch;
-    c->nap = nap;
     if (gw_config_load_checked(file, &errs, &cfg) != 0 ||
         gw_decoders_create(cfg, NULL, &errs, &c->dec) != 0) {
         gw_cfgerr_print(&errs, 2);
@@ -220,7 +213,7 @@ static int run_core(const char *file, long n, long per_msg, int batch, int nap)
         pthread_create(&th, NULL, core_drain, c) != 0)
         goto out;
     drain = 1;
-    gw_ingest_hooks hooks = {.ctx = c, .on_message = core_message};
+    gw_ingest_hooks hooks = {.ctx = c, .on_message = core_message, .flush = core_flush};
     if (gw_ingest_new(cfg, &hooks, &ing) != 0 || gw_ingest_start(ing) != 0)
         goto out;
     long want = n * per_msg;
@@ -252,20 +245,10 @@ int main(int argc, char **argv)
     gw_log_set_level(GW_LOG_WARN);
     if (argc >= 5 && strcmp(argv[1], "paho") == 0)
         return run_paho(argv[2], argv[3], atol(argv[4]), argv + 5, argc - 5);
-    if (argc >= 5 && strcmp(argv[1], "core") == 0) {
-        int batch = 0, nap = 0;
-        for (int i = 5; i < argc; i++) {
-            if (strcmp(argv[i], "batch") == 0)
-                batch = 1;
-            else if (strcmp(argv[i], "nap") == 0)
-                nap = 1;
-            else
-                return 2;
-        }
-        return run_core(argv[2], atol(argv[3]), atol(argv[4]), batch, nap);
-    }
+    if (argc == 5 && strcmp(argv[1], "core") == 0)
+        return run_core(argv[2], atol(argv[3]), atol(argv[4]));
     fprintf(stderr, "usage: bench_ingest_e2e paho URL CLIENT_ID N [FILTER...]\n"
-                    "       bench_ingest_e2e core CONFIG N SAMPLES_PER_MESSAGE [batch] [nap]\n"
+                    "       bench_ingest_e2e core CONFIG N SAMPLES_PER_MESSAGE\n"
                     "(a part of bench/ingest_e2e.sh: run that)\n");
     return 2;
 }

@@ -11,10 +11,9 @@
 #                   the time the same mosquitto_sub takes to connect and subscribe (-E);
 #   bare Paho       bench_ingest_e2e paho: a Paho MQTTAsync subscriber doing nothing —
 #                   the ceiling of the client library the gateway uses;
-#   citygate core   bench_ingest_e2e core: gw_ingest + gw_decode_message + one queue push
-#                   per sample (as gateway.c) + a draining thread, linked from
-#                   citygate_core; and the same pushing each message's samples at once,
-#                   and that with a drain thread that naps 1 ms after a small batch;
+#   citygate core   bench_ingest_e2e core: gw_ingest (Paho thread -> inbox -> decode
+#                   thread) + gw_decode_message + the samples of each inbox batch pushed
+#                   at once (as gateway.c) + a draining thread, linked from citygate_core;
 #   citygate run    the real binary: from the first message seen on /metrics (polled
 #                   every ms over one keep-alive connection) until the engine has taken
 #                   every sample (citygate_engine_samples_total); start-up not counted.
@@ -83,7 +82,7 @@ cfg = {"gateway": {"id": "GW-BENCH", "admin_code": "500103", "data_dir": tmp + "
        "outputs": {"mqtt": {"enabled": False}, "influxdb": {"enabled": False}},
        "http": {"enabled": True, "listen": "127.0.0.1", "port": int(http_port)}}
 json.dump(cfg, open(cfg_path, "w"), indent=1)
-for name in ("core", "core-batch", "core-nap"):
+for name in ("core",):
     cfg["mqtt_sources"][0]["client_id"] = "bench-" + name
     json.dump(cfg, open(cfg_path.replace("cfg.json", name + ".json"), "w"), indent=1)
 EOF
@@ -234,7 +233,7 @@ EOF
 
 # Register the persistent sessions (subscribed, then offline).
 FILTERS=('application/+/device/+/event/up' city/sensors/json)
-for id in bench-citygate bench-core bench-core-batch bench-core-nap bench-paho; do
+for id in bench-citygate bench-core bench-paho; do
     "$DRAIN" paho "$MQTT_URL" "$id" 0 "${FILTERS[@]}" || fail "cannot register session $id"
 done
 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -c -i bench-sub -q 1 "${SUB_TOPICS[@]}" -E
@@ -271,12 +270,6 @@ for fmt in chirpstack json; do
         best paho "$got" "$secs"
         read -r got secs < <("$DRAIN" core "$T/core.json" "$N" "$per") || fail "citygate core failed"
         best core "$got" "$secs"
-        read -r got secs < <("$DRAIN" core "$T/core-batch.json" "$N" "$per" batch) ||
-            fail "citygate core (batch) failed"
-        best batch "$got" "$secs"
-        read -r got secs < <("$DRAIN" core "$T/core-nap.json" "$N" "$per" batch nap) ||
-            fail "citygate core (batch, nap) failed"
-        best nap "$got" "$secs"
         read -r got secs bad deferred < <("$PYTHON" "$T/bench.py" gateway "$N" "$per" "$HTTP_PORT" \
             "$CITYGATE_BIN" run -c "$T/cfg.json")
         [[ $got == "$N" && $bad == 0 ]] || fail "citygate matched $got of $N, $bad bad payloads"
@@ -286,7 +279,5 @@ for fmt in chirpstack json; do
     row "$fmt" sub 'mosquitto_sub -C N > /dev/null'
     row "$fmt" paho 'bare Paho MQTTAsync subscriber (no work)'
     row "$fmt" core "citygate core: ingest + decode ($per samples/msg) + sample queue"
-    row "$fmt" batch "citygate core, one gw_queue_push_many per message"
-    row "$fmt" nap "citygate core, batch + the drain naps 1 ms after a small batch"
     row "$fmt" run 'citygate run: + engine (rules) + store, no outputs'
 done

@@ -54,7 +54,7 @@ static const char run_usage[] =
 #define COMMAND_QUEUE_CAPACITY 64
 #define COMMAND_WAIT_MS 5000
 #define TICK_INTERVAL_MS 250
-#define INGEST_PUSH_TIMEOUT_MS 1000
+#define INGEST_SLOW_PUSH_MS 1000 /* a longer wait for the sample queue is logged */
 
 /* One operator command on its way to the engine thread. Two owners (the asking thread
  * and the engine thread) share it; the last to let go frees it. */
@@ -98,6 +98,7 @@ typedef struct gw_gateway {
     size_t n_win, cap_win;
     /* counters */
     atomic_ullong ingest_dropped, commit_errors;
+    struct ingest_batch *ingest_batch; /* "mqtt-decode" thread only */
     /* The engine's counters as of its last tick: other threads (report, metrics) read
      * this copy, never the engine, whose alarm tables only its own thread may walk. */
     pthread_mutex_t engine_stats_lock;
@@ -399,64 +400,57 @@ static void *engine_main(void *arg)
 
 /* ---- sources ------------------------------------------------------------------------- */
 
-/* The samples of one MQTT message, gathered so they reach the engine queue under one
- * lock and one wake-up (a wake-up per sample was the ingest's largest cost). */
-#define INGEST_BATCH 64
+/* MQTT samples, gathered across the messages of one inbox batch so they reach the
+ * engine queue under one lock and one wake-up (a wake-up per message was the ingest's
+ * largest cost). Only the ingest's "mqtt-decode" thread touches it. */
+#define INGEST_BATCH 256
 typedef struct ingest_batch {
-    gw_gateway *gw;
     size_t n;
     gw_sample s[INGEST_BATCH];
 } ingest_batch;
 
-static int flush_batch(ingest_batch *b)
+/* Hand the gathered samples over, waiting for room as long as it takes: the wait
+ * backs up into the ingest's inbox and then into Paho, never into a loss. Samples are
+ * dropped (and counted) only when the queue is shut down, at stop. */
+static void ingest_flush(void *ctx)
 {
+    gw_gateway *gw = ctx;
+    ingest_batch *b = gw->ingest_batch;
     if (b->n == 0)
-        return 0;
-    int n = gw_queue_push_many(b->gw->samples, b->s, b->n, INGEST_PUSH_TIMEOUT_MS);
-    int pushed = n > 0 ? n : 0;
-    int rc = (size_t)pushed == b->n ? 0 : GW_EFULL;
-    if (rc)
-        atomic_fetch_add(&b->gw->ingest_dropped, (unsigned long long)(b->n - (size_t)pushed));
+        return;
+    int64_t t0 = gw_mono_ms();
+    int n = gw_queue_push_many(gw->samples, b->s, b->n, -1);
+    size_t pushed = n > 0 ? (size_t)n : 0;
+    if (pushed < b->n)
+        atomic_fetch_add(&gw->ingest_dropped, (unsigned long long)(b->n - pushed));
+    if (gw_mono_ms() - t0 > INGEST_SLOW_PUSH_MS) {
+        pthread_mutex_lock(&gw->complaint_lock);
+        gw_complain(&gw->queue_complaint, 0, 5000, 300000, GW_LOG_WARN, "ingest",
+                    "sample queue full: MQTT messages wait for the engine");
+        pthread_mutex_unlock(&gw->complaint_lock);
+    }
     b->n = 0;
-    return rc;
 }
 
 static int batch_sample(void *ctx, const gw_sample *s)
 {
-    ingest_batch *b = ctx;
-    if (b->n == INGEST_BATCH && flush_batch(b))
-        return GW_EFULL;
+    gw_gateway *gw = ctx;
+    ingest_batch *b = gw->ingest_batch;
+    if (b->n == INGEST_BATCH)
+        ingest_flush(gw);
     b->s[b->n++] = *s;
     return 0;
 }
 
-/* Ingest callback (a Paho thread): decode now, hand samples to the engine queue. The
- * queue blocks up to INGEST_PUSH_TIMEOUT_MS for room; past that the message is left to
- * Paho, which delivers it again later (from memory: Paho has already acknowledged it to
- * the broker, so only an overload that outlasts the wait and a crash together lose it). */
+/* Ingest hook ("mqtt-decode" thread): decode, gather the samples. */
 static int ingest_message(void *ctx, size_t device_idx, const char *decoder, const char *topic,
                           const void *payload, size_t len, int64_t recv_ts_us)
 {
     gw_gateway *gw = ctx;
     (void)topic;
-    ingest_batch *b = gw_malloc(sizeof *b);
-    if (!b)
-        return GW_EFULL;
-    b->gw = gw;
-    b->n = 0;
-    int rc = gw_decode_message(gw->decoders, device_idx, decoder, payload, len, recv_ts_us,
-                               batch_sample, b);
-    if (rc == 0 || rc == GW_EDECODE)
-        rc = flush_batch(b) ? GW_EFULL : rc;
-    gw_free(b);
-    if (rc == GW_EFULL) {
-        pthread_mutex_lock(&gw->complaint_lock);
-        gw_complain(&gw->queue_complaint, 0, 5000, 300000, GW_LOG_WARN, "ingest",
-                    "sample queue full: MQTT messages wait in memory for the engine");
-        pthread_mutex_unlock(&gw->complaint_lock);
-        return rc;
-    }
-    return 0; /* GW_EDECODE is counted by the decoder; the message is consumed */
+    gw_decode_message(gw->decoders, device_idx, decoder, payload, len, recv_ts_us,
+                      batch_sample, gw);
+    return 0; /* a decode error is counted by the decoder; the message is consumed */
 }
 
 /* ---- upstream hooks (upstream thread) ------------------------------------------------ */
@@ -1008,7 +1002,10 @@ static int gateway_start(gw_gateway *gw)
         gw_cfgerr_free(&errs);
         if (rc)
             return rc;
-        gw_ingest_hooks ih = {.ctx = gw, .on_message = ingest_message};
+        gw->ingest_batch = gw_calloc(1, sizeof *gw->ingest_batch);
+        if (!gw->ingest_batch)
+            return GW_ENOMEM;
+        gw_ingest_hooks ih = {.ctx = gw, .on_message = ingest_message, .flush = ingest_flush};
         if ((rc = gw_ingest_new(cfg, &ih, &gw->ingest)))
             return rc;
     }
@@ -1098,6 +1095,7 @@ static void gateway_stop(gw_gateway *gw)
     }
     gw_queue_free(gw->samples);
     gw_free(gw->win);
+    gw_free(gw->ingest_batch);
     pthread_mutex_destroy(&gw->engine_stats_lock);
     pthread_mutex_destroy(&gw->complaint_lock);
 }

@@ -2,9 +2,11 @@
  *
  * Per source: one MQTTAsync client, its compiled subscriptions, a sorted table of its
  * device keys, counters under a small mutex, and a bounded set of unknown keys already
- * logged. Paho runs every client's callbacks on its one receive thread, so the
- * per-message path (match topic, find key, hand over) takes no lock but the counters'.
- * The "mqtt-ingest" thread only (re)connects; connect results and connection losses
+ * logged. Paho runs every client's callbacks on its one receive thread, which matches
+ * the topic and copies the message into the inbox (one short lock); the "mqtt-decode"
+ * thread finds the device and calls the hook. Complaints: BAD_NO_MATCH, BAD_OVERSIZE
+ * and full_complaint belong to Paho's thread; BAD_JSON, BAD_NO_KEY, the unknown-key set
+ * and hook_full_complaint to "mqtt-decode". The "mqtt-ingest" thread only (re)connects; connect results and connection losses
  * arrive in callbacks that set the state under the ingest mutex and wake it. */
 #include "mqtt/ingest.h"
 
@@ -33,7 +35,6 @@
 #define SESSION_EXPIRY_S 604800 /* MQTT 5: keep the session a week */
 #define UNKNOWN_SET 256
 #define KEY_MAX 128
-#define STACK_COPY 4096
 /* Per-message counters are relaxed atomics (no lock on the message path); the rest of
  * the stats (connected, last_error, connection counters) is under stats_mu. */
 #define COUNT(s, field) __atomic_add_fetch(&(s)->st.field, 1, __ATOMIC_RELAXED)
@@ -66,12 +67,13 @@ typedef struct source {
     devkey *keys;
     size_t n_keys;
     size_t max_payload;
-    /* receive thread only */
+    /* one thread each, as the file comment says */
     uint32_t unknown_hash[UNKNOWN_SET];
     size_t n_unknown;
     gw_complaint unknown_complaint;
     gw_complaint bad_complaint[5]; /* per reason (BAD_*): a new reason is always logged */
-    gw_complaint full_complaint;
+    gw_complaint full_complaint;      /* inbox full (Paho's thread) */
+    gw_complaint hook_full_complaint; /* core full ("mqtt-decode") */
     /* under ing->mu */
     conn_state conn;
     int64_t next_connect_ms;
@@ -82,16 +84,43 @@ typedef struct source {
     gw_ingest_stats st;
 } source;
 
+/* The inbox: a bounded byte ring of whole messages between Paho's receive thread (the
+ * producer, which copies each message in and returns at once) and the "mqtt-decode"
+ * thread (the consumer, which resolves the device and calls the hook). A message goes
+ * in whole or not at all. Records are 8-byte aligned; a record with size 0, or fewer
+ * than sizeof(inrec) bytes before the end, means "continue at offset 0" (the skipped
+ * bytes are counted in used). Indices and counts under mu; the consumer reads the
+ * records it took a snapshot of without the lock (the producer never writes there). */
+typedef struct inrec {
+    struct source *s;
+    int64_t recv_us;
+    uint32_t size;        /* whole record, aligned; 0 = wrap marker */
+    uint32_t sub;         /* index into s->subs */
+    uint32_t topic_len, payload_len;
+    uint32_t cap_off, cap_len; /* the named topic level, if the pattern has one */
+    int has_cap;
+    char data[];          /* topic NUL payload NUL */
+} inrec;
+
+typedef struct inbox {
+    pthread_mutex_t mu;
+    pthread_cond_t data_cv, room_cv;
+    char *buf;
+    size_t cap, head, tail, used;
+    int consumer_waits, room_waiters, stop;
+} inbox;
+
 struct gw_ingest {
     const gw_config *cfg;
     gw_ingest_hooks hooks;
     source *src;
     size_t n_src;
-    pthread_t thread;
-    int started;
+    pthread_t thread, decode_thread;
+    int started, decode_started;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stop;
+    inbox box;
 };
 
 /* ---- JSON path ----------------------------------------------------------------------- */
@@ -230,37 +259,120 @@ static void count_bad(source *s, int why, const char *topic, size_t len)
                 names[why]);
 }
 
-/* Device key from the payload by JSON path, into key[KEY_MAX]. Returns 0 or BAD_*. */
-static int key_from_payload(const char *path, const void *payload, size_t len, char *key)
+/* Device key from the payload (NUL-terminated, len bytes) by JSON path, into
+ * key[KEY_MAX]. Returns 0 or BAD_*. */
+static int key_from_payload(const char *path, const char *payload, size_t len, char *key)
 {
-    char stackbuf[STACK_COPY];
-    char *buf = len < sizeof stackbuf ? stackbuf : gw_malloc(len + 1);
-    if (!buf)
-        return BAD_JSON;
-    memcpy(buf, payload, len);
-    buf[len] = '\0';
-    int rc = BAD_JSON;
-    const char *end = NULL;
     /* an embedded NUL would end the parse early: require the whole buffer */
-    cJSON *root = strlen(buf) == len ? cJSON_ParseWithOpts(buf, &end, 1) : NULL;
-    if (root) {
-        rc = BAD_NO_KEY;
-        const cJSON *v = gw_ingest_json_path(root, path);
-        if (cJSON_IsString(v) && v->valuestring[0] && strlen(v->valuestring) < KEY_MAX) {
-            strcpy(key, v->valuestring);
-            rc = 0;
-        } else if (cJSON_IsNumber(v) && isfinite(v->valuedouble) &&
-                   v->valuedouble == floor(v->valuedouble) && fabs(v->valuedouble) < 1e15) {
-            snprintf(key, KEY_MAX, "%.0f", v->valuedouble);
-            rc = 0;
-        }
-        cJSON_Delete(root);
+    if (strlen(payload) != len)
+        return BAD_JSON;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(payload, &end, 1);
+    if (!root)
+        return BAD_JSON;
+    int rc = BAD_NO_KEY;
+    const cJSON *v = gw_ingest_json_path(root, path);
+    if (cJSON_IsString(v) && v->valuestring[0] && strlen(v->valuestring) < KEY_MAX) {
+        strcpy(key, v->valuestring);
+        rc = 0;
+    } else if (cJSON_IsNumber(v) && isfinite(v->valuedouble) &&
+               v->valuedouble == floor(v->valuedouble) && fabs(v->valuedouble) < 1e15) {
+        snprintf(key, KEY_MAX, "%.0f", v->valuedouble);
+        rc = 0;
     }
-    if (buf != stackbuf)
-        gw_free(buf);
+    cJSON_Delete(root);
     return rc;
 }
 
+/* ---- the inbox --------------------------------------------------------------------------- */
+
+#define INBOX_MIN (4u << 20)
+#define INBOX_WAIT_MS 1000    /* Paho's thread waits this long for room, then defers */
+#define INBOX_SMALL 32        /* a smaller batch: the consumer naps, to let a burst gather */
+#define RETRY_MAX_MS 500      /* the hook said full: retry after 10, 20, .. 500 ms */
+
+static size_t rec_size(size_t topic_len, size_t payload_len)
+{
+    return (sizeof(inrec) + topic_len + payload_len + 2 + 7) & ~(size_t)7;
+}
+
+static inrec *rec_at(inbox *b, size_t off)
+{
+    return (inrec *)(void *)(b->buf + off);
+}
+
+/* Find room for r bytes (under mu). Returns the offset or SIZE_MAX when full. */
+static size_t inbox_reserve(inbox *b, size_t r)
+{
+    if (b->used == 0)
+        b->head = b->tail = 0;
+    else if (b->head == b->tail)
+        return SIZE_MAX; /* wrapped and full */
+    if (b->head >= b->tail) { /* free: [head, cap) and [0, tail) */
+        if (b->cap - b->head >= r)
+            return b->head;
+        if (b->tail < r)
+            return SIZE_MAX;
+        size_t waste = b->cap - b->head;
+        if (waste >= sizeof(inrec))
+            rec_at(b, b->head)->size = 0;
+        b->used += waste;
+        b->head = 0;
+        return 0;
+    }
+    return b->tail - b->head >= r ? b->head : SIZE_MAX;
+}
+
+/* Copy one message in, waiting up to INBOX_WAIT_MS for room. Returns 0 or GW_EFULL. */
+static int inbox_put(inbox *b, source *s, uint32_t sub, const char *topic, size_t tl,
+                     const void *payload, size_t len, const gw_topic_capture *cap, int64_t now)
+{
+    size_t r = rec_size(tl, len);
+    if (r > b->cap / 2)
+        return GW_EFULL; /* cannot happen: the inbox holds two of the largest */
+    int64_t deadline = 0;
+    pthread_mutex_lock(&b->mu);
+    size_t at;
+    while ((at = inbox_reserve(b, r)) == SIZE_MAX) {
+        if (!deadline)
+            deadline = gw_mono_ms() + INBOX_WAIT_MS;
+        if (b->stop || gw_mono_ms() >= deadline) {
+            pthread_mutex_unlock(&b->mu);
+            return GW_EFULL;
+        }
+        b->room_waiters++;
+        gw_mqtt_client_wait_until(&b->room_cv, &b->mu, deadline);
+        b->room_waiters--;
+    }
+    inrec *rec = rec_at(b, at);
+    rec->s = s;
+    rec->recv_us = now;
+    rec->size = (uint32_t)r;
+    rec->sub = sub;
+    rec->topic_len = (uint32_t)tl;
+    rec->payload_len = (uint32_t)len;
+    rec->has_cap = cap->value != NULL;
+    rec->cap_off = cap->value ? (uint32_t)(cap->value - topic) : 0;
+    rec->cap_len = (uint32_t)cap->len;
+    memcpy(rec->data, topic, tl);
+    rec->data[tl] = '\0';
+    if (len)
+        memcpy(rec->data + tl + 1, payload, len);
+    rec->data[tl + 1 + len] = '\0';
+    b->head = at + r;
+    b->used += r;
+    if (b->consumer_waits)
+        pthread_cond_signal(&b->data_cv);
+    pthread_mutex_unlock(&b->mu);
+    return 0;
+}
+
+/* ---- message path, part 1: Paho's receive thread ------------------------------------------- */
+
+/* Match the topic, check the size, copy the message into the inbox. Paho has already
+ * acknowledged a QoS 1 message when it calls this (MQTTProtocol_handlePublishes sends
+ * the PUBACK first), so nothing slow happens here: a full inbox is waited on for at
+ * most INBOX_WAIT_MS, then the message is left to Paho, which calls again later. */
 static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
 {
     source *s = ctx;
@@ -268,67 +380,159 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
     int64_t now = gw_now_us();
     size_t tl = topic_len > 0 ? (size_t)topic_len : strlen(topic);
     size_t len = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
-    int taken = 1;
 
     COUNT(s, received);
 
     /* A topic with an embedded NUL cannot name a device safely (the hook gets a C
      * string): treat it as matching nothing. */
-    const isub *hit = NULL;
+    size_t hit = s->n_subs;
     gw_topic_capture cap = {NULL, 0};
     if (strlen(topic) == tl) {
-        for (size_t i = 0; i < s->n_subs && !hit; i++)
+        for (size_t i = 0; i < s->n_subs && hit == s->n_subs; i++)
             if (gw_topic_pattern_match(&s->subs[i].pat, topic, tl, &cap))
-                hit = &s->subs[i];
+                hit = i;
     }
+    if (hit == s->n_subs) {
+        count_bad(s, BAD_NO_MATCH, topic, len);
+    } else if (len > s->max_payload) {
+        count_bad(s, BAD_OVERSIZE, topic, len);
+    } else if (inbox_put(&ing->box, s, (uint32_t)hit, topic, tl, m->payload, len, &cap, now)) {
+        COUNT(s, deferred);
+        gw_complain(&s->full_complaint, 0, 10000, 600000, GW_LOG_WARN, AREA,
+                    "%s: core busy; messages are held by the MQTT client", s->cfg->id);
+        return 0; /* Paho keeps it and calls again later */
+    }
+    MQTTAsync_freeMessage(&m);
+    MQTTAsync_free(topic);
+    return 1;
+}
+
+/* ---- message path, part 2: the "mqtt-decode" thread ------------------------------------------ */
+
+/* Sleep ms, or less if the ingest is stopping. */
+static void nap(inbox *b, int ms)
+{
+    pthread_mutex_lock(&b->mu);
+    if (!b->stop)
+        gw_mqtt_client_wait_until(&b->data_cv, &b->mu, gw_mono_ms() + ms);
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* Find the device of one message and hand it to the core. A hook that says "full" is
+ * called again (10 ms, doubling to 500 ms) until it takes the message or the ingest
+ * stops: messages stay in order and none is taken twice. */
+static void deliver(gw_ingest *ing, const inrec *r)
+{
+    source *s = r->s;
+    const isub *sub = &s->subs[r->sub];
+    const char *topic = r->data;
+    const char *payload = r->data + r->topic_len + 1;
     char key[KEY_MAX];
     int bad = 0;
-    if (!hit)
-        bad = BAD_NO_MATCH;
-    else if (len > s->max_payload)
-        bad = BAD_OVERSIZE;
-    else if (cap.value) {
-        if (cap.len >= sizeof key)
-            cap.len = sizeof key - 1; /* cannot match a configured key; logged as unknown */
-        memcpy(key, cap.value, cap.len);
-        key[cap.len] = '\0';
-    } else if (hit->cfg->device_key) {
-        bad = key_from_payload(hit->cfg->device_key, m->payload, len, key);
+    if (r->has_cap) {
+        size_t n = r->cap_len < sizeof key ? r->cap_len : sizeof key - 1;
+        memcpy(key, topic + r->cap_off, n); /* too long: cannot match, logged as unknown */
+        key[n] = '\0';
+    } else if (sub->cfg->device_key) {
+        bad = key_from_payload(sub->cfg->device_key, payload, r->payload_len, key);
     } else {
         bad = BAD_NO_KEY;
     }
     if (bad) {
-        count_bad(s, bad, topic, len);
-        goto consumed;
+        count_bad(s, bad, topic, r->payload_len);
+        return;
     }
     const devkey *dk = find_key(s, key);
     if (!dk) {
         unknown_device(s, key, topic);
-        goto consumed;
+        return;
     }
     /* The subscription's decoder: gw_decode_message applies the device's own decoder
      * itself (after unwrapping an envelope such as chirpstack), see decode.h. */
-    const char *decoder = hit->cfg->decoder ? hit->cfg->decoder : "json";
-    int rc = ing->hooks.on_message(ing->hooks.ctx, dk->device_idx, decoder, topic,
-                                   len ? m->payload : "", len, now);
-    if (rc == 0) {
-        COUNT(s, matched);
-    } else if (rc == GW_EFULL || rc == GW_ETIMEDOUT || rc == GW_EAGAIN) {
+    const char *decoder = sub->cfg->decoder ? sub->cfg->decoder : "json";
+    for (int wait = 10;; wait = wait * 2 < RETRY_MAX_MS ? wait * 2 : RETRY_MAX_MS) {
+        int rc = ing->hooks.on_message(ing->hooks.ctx, dk->device_idx, decoder, topic,
+                                       payload, r->payload_len, r->recv_us);
+        if (rc == 0) {
+            COUNT(s, matched);
+            return;
+        }
+        if (rc != GW_EFULL && rc != GW_ETIMEDOUT && rc != GW_EAGAIN) {
+            COUNT(s, rejected);
+            return;
+        }
         COUNT(s, deferred);
-        taken = 0;
-    } else {
-        COUNT(s, rejected);
+        gw_complain(&s->hook_full_complaint, 0, 10000, 600000, GW_LOG_WARN, AREA,
+                    "%s: core queue full; MQTT messages wait in the inbox", s->cfg->id);
+        pthread_mutex_lock(&ing->box.mu);
+        int stopping = ing->box.stop;
+        pthread_mutex_unlock(&ing->box.mu);
+        if (stopping) {
+            COUNT(s, rejected);
+            gw_warn(AREA, "%s: stopping with the core queue full: a message on %.128s is dropped",
+                    s->cfg->id, topic);
+            return;
+        }
+        nap(&ing->box, wait);
     }
-    if (!taken) {
-        /* Paho keeps it and calls again later; the broker gets no PUBACK meanwhile. */
-        gw_complain(&s->full_complaint, 0, 10000, 600000, GW_LOG_WARN, AREA,
-                    "%s: core queue full; messages are held by the MQTT client", s->cfg->id);
-        return 0;
+}
+
+/* Give back the space of the records taken so far (under mu). */
+static void release(inbox *b, size_t t, size_t done)
+{
+    b->tail = t == b->cap ? 0 : t;
+    b->used -= done;
+    if (b->used == 0)
+        b->head = b->tail = 0;
+    if (b->room_waiters)
+        pthread_cond_broadcast(&b->room_cv);
+}
+
+static void *decode_main(void *arg)
+{
+    gw_ingest *ing = arg;
+    inbox *b = &ing->box;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        while (b->used == 0 && !b->stop) {
+            b->consumer_waits = 1;
+            pthread_cond_wait(&b->data_cv, &b->mu);
+            b->consumer_waits = 0;
+        }
+        if (b->used == 0)
+            break; /* stopping, and everything taken is delivered */
+        size_t avail = b->used, t = b->tail, done = 0, n = 0;
+        pthread_mutex_unlock(&b->mu);
+        while (done < avail) {
+            if (b->cap - t < sizeof(inrec) || rec_at(b, t)->size == 0) {
+                done += b->cap - t;
+                t = 0;
+                continue;
+            }
+            const inrec *r = rec_at(b, t);
+            deliver(ing, r);
+            t += r->size;
+            done += r->size;
+            /* a slow hook: give the space back as we go, for Paho's thread */
+            if (++n % INBOX_SMALL == 0 && done < avail) {
+                pthread_mutex_lock(&b->mu);
+                release(b, t, done);
+                pthread_mutex_unlock(&b->mu);
+                avail -= done;
+                done = 0;
+            }
+        }
+        if (ing->hooks.flush)
+            ing->hooks.flush(ing->hooks.ctx);
+        pthread_mutex_lock(&b->mu);
+        release(b, t, done);
+        /* A small batch means a wake-up per message or two: a 1 ms nap lets a burst
+         * gather, so a busy source costs one wake-up per batch. */
+        if (n < INBOX_SMALL && !b->stop)
+            gw_mqtt_client_wait_until(&b->room_cv, &b->mu, gw_mono_ms() + 1);
     }
-consumed:
-    MQTTAsync_freeMessage(&m);
-    MQTTAsync_free(topic);
-    return 1;
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
 }
 
 /* ---- connection (Paho threads, and the ingest thread) ------------------------------------ */
@@ -640,6 +844,9 @@ int gw_ingest_new(const gw_config *cfg, const gw_ingest_hooks *hooks, gw_ingest 
     ing->hooks = *hooks;
     pthread_mutex_init(&ing->mu, NULL);
     pthread_cond_init(&ing->cv, NULL);
+    pthread_mutex_init(&ing->box.mu, NULL);
+    pthread_cond_init(&ing->box.data_cv, NULL);
+    pthread_cond_init(&ing->box.room_cv, NULL);
     int rc = 0;
     if (cfg->n_mqtt_sources) {
         ing->src = gw_calloc(cfg->n_mqtt_sources, sizeof *ing->src);
@@ -654,6 +861,19 @@ int gw_ingest_new(const gw_config *cfg, const gw_ingest_hooks *hooks, gw_ingest 
         if (rc)
             goto fail;
     }
+    if (ing->n_src) {
+        /* room for at least four of the largest messages any source accepts */
+        size_t cap = INBOX_MIN;
+        for (size_t i = 0; i < ing->n_src; i++)
+            while (cap / 4 < rec_size(65535, ing->src[i].max_payload))
+                cap *= 2;
+        ing->box.cap = cap;
+        ing->box.buf = gw_malloc(cap);
+        if (!ing->box.buf) {
+            rc = GW_ENOMEM;
+            goto fail;
+        }
+    }
     *out = ing;
     return 0;
 fail:
@@ -666,7 +886,17 @@ int gw_ingest_start(gw_ingest *ing)
     if (ing->started || ing->n_src == 0)
         return 0;
     ing->stop = 0;
-    int err = pthread_create(&ing->thread, NULL, run, ing);
+    ing->box.stop = 0;
+    int err = pthread_create(&ing->decode_thread, NULL, decode_main, ing);
+    if (err) {
+        gw_error(AREA, "cannot start thread: %s", strerror(err));
+        return GW_EIO;
+    }
+#ifdef __GLIBC__
+    pthread_setname_np(ing->decode_thread, "mqtt-decode");
+#endif
+    ing->decode_started = 1;
+    err = pthread_create(&ing->thread, NULL, run, ing);
     if (err) {
         gw_error(AREA, "cannot start thread: %s", strerror(err));
         return GW_EIO;
@@ -678,10 +908,28 @@ int gw_ingest_start(gw_ingest *ing)
     return 0;
 }
 
+/* No more messages come in: deliver what the inbox holds, then end the thread. */
+static void stop_decode(gw_ingest *ing)
+{
+    if (!ing->decode_started)
+        return;
+    pthread_mutex_lock(&ing->box.mu);
+    ing->box.stop = 1;
+    pthread_cond_broadcast(&ing->box.data_cv);
+    pthread_cond_broadcast(&ing->box.room_cv);
+    pthread_mutex_unlock(&ing->box.mu);
+    pthread_join(ing->decode_thread, NULL);
+    ing->decode_started = 0;
+}
+
 void gw_ingest_stop(gw_ingest *ing)
 {
-    if (!ing || !ing->started)
+    if (!ing)
         return;
+    if (!ing->started) {
+        stop_decode(ing); /* the run thread failed to start */
+        return;
+    }
     pthread_mutex_lock(&ing->mu);
     ing->stop = 1;
     pthread_cond_signal(&ing->cv);
@@ -700,6 +948,7 @@ void gw_ingest_stop(gw_ingest *ing)
         s->st.connected = 0;
         pthread_mutex_unlock(&s->stats_mu);
     }
+    stop_decode(ing);
 }
 
 void gw_ingest_free(gw_ingest *ing)
@@ -710,6 +959,10 @@ void gw_ingest_free(gw_ingest *ing)
     for (size_t i = 0; i < ing->n_src; i++)
         source_free(&ing->src[i]);
     gw_free(ing->src);
+    gw_free(ing->box.buf);
+    pthread_cond_destroy(&ing->box.room_cv);
+    pthread_cond_destroy(&ing->box.data_cv);
+    pthread_mutex_destroy(&ing->box.mu);
     pthread_cond_destroy(&ing->cv);
     pthread_mutex_destroy(&ing->mu);
     gw_free(ing);

@@ -23,16 +23,22 @@
  * max_payload, invalid JSON or a missing key on a JSON-path subscription, unknown
  * devices (each unknown key logged once, up to 256 keys; after that rate-limited).
  *
- * Hand-over: hooks->on_message runs on Paho's receive thread before the message is
- * acknowledged. It returns 0 when the message is taken (or deliberately dropped:
- * decode errors are the hook's to count), or GW_EFULL / GW_ETIMEDOUT / GW_EAGAIN when
- * the core's queue is full: then Paho keeps the message and delivers it again later
- * (counted as "deferred"), so a slow core never loses a message silently. The hook
- * should not block for long (it delays keepalive handling).
+ * Hand-over: Paho's receive thread only matches the topic, checks the size and copies
+ * the whole message into a bounded inbox (at least 4 MiB, four of the largest messages),
+ * so it goes back to the socket at once. The "mqtt-decode" thread takes the messages in
+ * order, finds the device (topic level or JSON path) and calls hooks->on_message. The
+ * hook returns 0 when the message is taken (or deliberately dropped: decode errors are
+ * the hook's to count), or GW_EFULL / GW_ETIMEDOUT / GW_EAGAIN when the core is full:
+ * then the same message is offered again (after 10 ms, doubling to 0.5 s), counted as
+ * "deferred" each time. The hook may block (backpressure): the inbox fills, and then
+ * Paho's thread waits up to 1 s per message and leaves it to Paho, which calls again
+ * later (also counted as "deferred"), so a slow core never loses a message silently.
+ * Paho acknowledges a QoS 1 message to the broker before its callback runs (Paho
+ * 1.3.x), so what sits in the inbox is lost on a crash, as what sits in Paho is.
+ * gw_ingest_stop() delivers everything in the inbox before it returns.
  *
- * Threads: gw_ingest_start() starts one thread, "mqtt-ingest", which connects and
- * reconnects. Paho's threads run the callbacks. gw_ingest_stats_get() may be called
- * from any thread. */
+ * Threads: gw_ingest_start() starts "mqtt-ingest", which connects and reconnects, and
+ * "mqtt-decode", which runs the hooks; Paho's threads run its callbacks. gw_ingest_stats_get() may be called from any thread. */
 #ifndef CITYGATE_MQTT_INGEST_H
 #define CITYGATE_MQTT_INGEST_H
 
@@ -48,6 +54,9 @@ typedef struct gw_ingest_hooks {
      * the wall-clock receive time. Required. */
     int (*on_message)(void *ctx, size_t device_idx, const char *decoder, const char *topic,
                       const void *payload, size_t len, int64_t recv_ts_us);
+    /* Optional: called after each batch of on_message calls (a hook that gathers
+     * samples across messages hands them over here). Same thread. */
+    void (*flush)(void *ctx);
 } gw_ingest_hooks;
 
 typedef struct gw_ingest_stats {

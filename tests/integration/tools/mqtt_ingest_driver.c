@@ -3,7 +3,8 @@
  * it got.
  *
  *   mqtt_ingest_driver --url URL [--client-id ID] [--max-payload N] [--version 3|5]
- *                      [--full-first K] [--stats FILE] [--quiet]
+ *                      [--full-first K] [--stats FILE] [--quiet] [--check]
+ *                      [--slow-first N]
  *
  * Source "lora": "application/+/device/{dev_eui}/event/up" (decoder chirpstack) and
  * "city/sensors/json" (decoder json, device_key "meta.id"). Devices: mh-0101 (key
@@ -12,7 +13,10 @@
  * source (key 24e1247100000900: must count as unknown here).
  * Each taken message prints "MSG device=<id> decoder=<d> topic=<t> len=<n>
  * body=<payload, up to 80 bytes, non-printables as '.'>". --full-first K makes the
- * first K hand-overs answer GW_EFULL (queue full). Stats go to FILE every 200 ms as
+ * first K hand-overs answer GW_EFULL (queue full). --check: payloads are "seq=N;" and
+ * then byte i is 'a' + (N + i) % 26; each prints "SEQ N LEN ok" (or what is wrong)
+ * instead. --slow-first N: the first N hand-overs take 50 ms each, so the inbox fills
+ * and Paho's thread defers. Stats go to FILE every 200 ms as
  * "key=value ...". SIGTERM / SIGINT: stop, exit 0. */
 #include "alloc.h"
 #include "config.h"
@@ -28,13 +32,39 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct drv {
     const gw_config *cfg;
     atomic_long full_left;
     int quiet;
+    int check;        /* --check: payloads are "seq=N;" + filler, verified and reported */
+    long slow_first;  /* --slow-first N: the first N messages take 50 ms each */
+    long seen;
     atomic_ulong taken;
 } drv;
+
+/* --check payloads: "seq=N;" then byte i is 'a' + (N + i) % 26. */
+static void check_payload(const void *payload, size_t len)
+{
+    const char *p = payload;
+    long seq = -1;
+    int hl = 0;
+    char head[24];
+    size_t n = len < sizeof head - 1 ? len : sizeof head - 1;
+    memcpy(head, p, n);
+    head[n] = '\0';
+    if (sscanf(head, "seq=%ld;%n", &seq, &hl) != 1 || hl == 0) {
+        printf("SEQ bad-header %zu\n", len);
+        return;
+    }
+    for (size_t i = (size_t)hl; i < len; i++)
+        if (p[i] != (char)('a' + (size_t)(seq + (long)i) % 26)) {
+            printf("SEQ %ld %zu bad-at-%zu\n", seq, len, i);
+            return;
+        }
+    printf("SEQ %ld %zu ok\n", seq, len);
+}
 
 static int on_message(void *ctx, size_t device_idx, const char *decoder, const char *topic,
                       const void *payload, size_t len, int64_t recv_ts_us)
@@ -44,6 +74,12 @@ static int on_message(void *ctx, size_t device_idx, const char *decoder, const c
     if (atomic_load(&d->full_left) > 0 && atomic_fetch_sub(&d->full_left, 1) > 0)
         return GW_EFULL;
     atomic_fetch_add(&d->taken, 1);
+    if (d->slow_first > 0 && d->seen++ < d->slow_first)
+        usleep(50000);
+    if (d->check) {
+        check_payload(payload, len);
+        return 0;
+    }
     if (d->quiet)
         return 0;
     char body[81];
@@ -94,6 +130,10 @@ int main(int argc, char **argv)
             d.quiet = 1;
             continue;
         }
+        if (!strcmp(a, "--check")) {
+            d.check = 1;
+            continue;
+        }
         const char *v = i + 1 < argc ? argv[++i] : NULL;
         if (!v) {
             fprintf(stderr, "missing value for %s\n", a);
@@ -105,6 +145,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--version")) version = atoi(v);
         else if (!strcmp(a, "--full-first")) atomic_store(&d.full_left, atol(v));
         else if (!strcmp(a, "--stats")) stats = v;
+        else if (!strcmp(a, "--slow-first")) d.slow_first = atol(v);
         else {
             fprintf(stderr, "unknown option %s\n", a);
             return 2;
