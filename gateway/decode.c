@@ -254,16 +254,23 @@ int gw_decode_json_check_options(const cJSON *options, gw_cfgerr *errs, const ch
  * shared library, so the tighter bound has to be checked before parsing. */
 static int depth_ok(const char *s, size_t len)
 {
-    int depth = 0, in_str = 0;
+    int depth = 0;
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
-        if (in_str) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_str = 0;
-        } else if (c == '"') {
-            in_str = 1;
+        if (c == '"') {
+            /* skip the string: to the next quote not escaped by an odd run of
+             * backslashes (memchr: most of a payload's bytes are in strings) */
+            for (;;) {
+                const char *q = memchr(s + i + 1, '"', len - i - 1);
+                if (!q)
+                    return 1; /* unterminated: the parser says so */
+                size_t k = (size_t)(q - s), bs = 0;
+                while (s[k - 1 - bs] == '\\')
+                    bs++;
+                i = k;
+                if (bs % 2 == 0)
+                    break;
+            }
         } else if (c == '{' || c == '[') {
             if (++depth > GW_DECODE_JSON_DEPTH)
                 return 0;
@@ -287,7 +294,8 @@ int gw_decode_json_parse(const void *buf, size_t len, size_t max, cJSON **out, i
     }
     /* MQTT payloads are not NUL-terminated: copy and terminate (delivery.md §3). An
      * embedded NUL ends the string early and require_null_terminated rejects it. */
-    char *copy = gw_malloc(len + 1);
+    char stackbuf[2048];
+    char *copy = len < sizeof stackbuf ? stackbuf : gw_malloc(len + 1);
     if (!copy)
         return GW_ENOMEM;
     memcpy(copy, buf, len);
@@ -302,7 +310,8 @@ int gw_decode_json_parse(const void *buf, size_t len, size_t max, cJSON **out, i
     } else {
         *out = j;
     }
-    gw_free(copy);
+    if (copy != stackbuf)
+        gw_free(copy);
     return rc;
 }
 
@@ -834,7 +843,8 @@ static int ops_chain(cg_ctx *ctx, const char *path, int how)
     }
     if (how != CG_CHAIN_BASE64 && how != CG_CHAIN_HEX)
         return CG_EINVAL;
-    uint8_t *buf = gw_malloc(slen / 2 + 4);
+    uint8_t stackbuf[1024];
+    uint8_t *buf = slen / 2 + 4 <= sizeof stackbuf ? stackbuf : gw_malloc(slen / 2 + 4);
     if (!buf)
         return GW_ENOMEM;
     long n = how == CG_CHAIN_BASE64 ? base64_decode(s, buf) : hex_decode(s, buf);
@@ -846,7 +856,8 @@ static int ops_chain(cg_ctx *ctx, const char *path, int how)
     } else {
         rc = chain_to(ctx, m, CG_PAYLOAD_BYTES, buf, (size_t)n, NULL);
     }
-    gw_free(buf);
+    if (buf != stackbuf)
+        gw_free(buf);
     return rc;
 }
 
