@@ -97,7 +97,7 @@ typedef struct gw_gateway {
     fetched *win;
     size_t n_win, cap_win;
     /* counters */
-    atomic_ullong ingest_dropped, commit_errors;
+    atomic_ullong ingest_deferred, commit_errors;
     struct ingest_batch *ingest_batch; /* "mqtt-decode" thread only */
     /* The engine's counters as of its last tick: other threads (report, metrics) read
      * this copy, never the engine, whose alarm tables only its own thread may walk. */
@@ -410,8 +410,10 @@ typedef struct ingest_batch {
 } ingest_batch;
 
 /* Hand the gathered samples over, waiting for room as long as it takes: the wait
- * backs up into the ingest's inbox and then into Paho, never into a loss. Samples are
- * dropped (and counted) only when the queue is shut down, at stop. */
+ * backs up into the ingest's inbox and then into Paho, never into a loss. A hand-over
+ * that had to wait counts its samples as deferred (the report's drops.samples_deferred:
+ * backpressure, nothing lost). Only a queue shut down at stop drops samples. */
+#define INGEST_WAITED_MS 5
 static void ingest_flush(void *ctx)
 {
     gw_gateway *gw = ctx;
@@ -421,9 +423,12 @@ static void ingest_flush(void *ctx)
     int64_t t0 = gw_mono_ms();
     int n = gw_queue_push_many(gw->samples, b->s, b->n, -1);
     size_t pushed = n > 0 ? (size_t)n : 0;
+    int64_t waited = gw_mono_ms() - t0;
     if (pushed < b->n)
-        atomic_fetch_add(&gw->ingest_dropped, (unsigned long long)(b->n - pushed));
-    if (gw_mono_ms() - t0 > INGEST_SLOW_PUSH_MS) {
+        gw_warn("ingest", "stopping: %zu MQTT samples could not reach the engine", b->n - pushed);
+    if (waited > INGEST_WAITED_MS)
+        atomic_fetch_add(&gw->ingest_deferred, (unsigned long long)b->n);
+    if (waited > INGEST_SLOW_PUSH_MS) {
         pthread_mutex_lock(&gw->complaint_lock);
         gw_complain(&gw->queue_complaint, 0, 5000, 300000, GW_LOG_WARN, "ingest",
                     "sample queue full: MQTT messages wait for the engine");
@@ -635,7 +640,7 @@ static char *upstream_report(void *ctx)
     cJSON_AddStringToObject(r, "influxdb", gw->influx ? gw_influx_state_name(is.state) : "off");
     cJSON *dr = cJSON_AddObjectToObject(r, "drops");
     cJSON_AddNumberToObject(dr, "samples_queue", (double)qs.dropped);
-    cJSON_AddNumberToObject(dr, "samples_deferred", (double)atomic_load(&gw->ingest_dropped));
+    cJSON_AddNumberToObject(dr, "samples_deferred", (double)atomic_load(&gw->ingest_deferred));
     cJSON_AddNumberToObject(dr, "telemetry_spool", (double)is.dropped_spool);
     cJSON_AddNumberToObject(dr, "telemetry_rejected", (double)is.dropped_rejected);
     gw_upstream_stats us;

@@ -862,10 +862,10 @@ int gw_ingest_new(const gw_config *cfg, const gw_ingest_hooks *hooks, gw_ingest 
             goto fail;
     }
     if (ing->n_src) {
-        /* room for at least four of the largest messages any source accepts */
+        /* room for at least two of the largest messages any source accepts */
         size_t cap = INBOX_MIN;
         for (size_t i = 0; i < ing->n_src; i++)
-            while (cap / 4 < rec_size(65535, ing->src[i].max_payload))
+            while (cap / 2 < rec_size(65535, ing->src[i].max_payload))
                 cap *= 2;
         ing->box.cap = cap;
         ing->box.buf = gw_malloc(cap);

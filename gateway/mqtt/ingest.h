@@ -24,7 +24,7 @@
  * devices (each unknown key logged once, up to 256 keys; after that rate-limited).
  *
  * Hand-over: Paho's receive thread only matches the topic, checks the size and copies
- * the whole message into a bounded inbox (at least 4 MiB, four of the largest messages),
+ * the whole message into a bounded inbox (4 MiB, or more for two of the largest messages),
  * so it goes back to the socket at once. The "mqtt-decode" thread takes the messages in
  * order, finds the device (topic level or JSON path) and calls hooks->on_message. The
  * hook returns 0 when the message is taken (or deliberately dropped: decode errors are
