@@ -23,8 +23,8 @@
  * compile-time limit 1000) and parsed with cJSON_ParseWithOpts(require_null_terminated).
  *
  * Thread: create/free on the main thread. gw_decode_message may run on any thread, but
- * calls for the same device must not overlap (the ingest decodes each source on its one
- * callback thread). Counters are atomics and may be read from any thread. */
+ * calls for the same device must not overlap (the ingest decodes every source on its one
+ * "mqtt-decode" thread). Counters are atomics and may be read from any thread. */
 #ifndef CITYGATE_DECODE_H
 #define CITYGATE_DECODE_H
 
