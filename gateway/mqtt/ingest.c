@@ -3,17 +3,20 @@
  * Per source: one MQTTAsync client, its compiled subscriptions, a sorted table of its
  * device keys, counters under a small mutex, and a bounded set of unknown keys already
  * logged. Paho runs every client's callbacks on its one receive thread, which matches
- * the topic and copies the message into the inbox (one short lock); the "mqtt-decode"
- * thread finds the device and calls the hook. Complaints: BAD_NO_MATCH, BAD_OVERSIZE
- * and full_complaint belong to Paho's thread; BAD_JSON, BAD_NO_KEY, the unknown-key set
- * and hook_full_complaint to "mqtt-decode". The "mqtt-ingest" thread only (re)connects; connect results and connection losses
- * arrive in callbacks that set the state under the ingest mutex and wake it. */
+ * the topic and copies the message into the inbox (mqtt/inbox.h: one short lock); the
+ * "mqtt-decode" thread reads the inbox in place, finds the device and calls the hook.
+ * Complaints: BAD_NO_MATCH, BAD_OVERSIZE and full_complaint belong to Paho's thread;
+ * BAD_JSON, BAD_NO_KEY, the unknown-key set, hook_full_complaint and stop_complaint to
+ * "mqtt-decode". The "mqtt-ingest" thread only (re)connects; connect results and
+ * connection losses arrive in callbacks that set the state under the ingest mutex and
+ * wake it. */
 #include "mqtt/ingest.h"
 
 #include "alloc.h"
 #include "error.h"
 #include "log.h"
 #include "mqtt/client.h"
+#include "mqtt/inbox.h"
 #include "mqtt/topic.h"
 #include "sample.h"
 #include "timeutil.h"
@@ -74,6 +77,7 @@ typedef struct source {
     gw_complaint bad_complaint[5]; /* per reason (BAD_*): a new reason is always logged */
     gw_complaint full_complaint;      /* inbox full (Paho's thread) */
     gw_complaint hook_full_complaint; /* core full ("mqtt-decode") */
+    gw_complaint stop_complaint;      /* stopping with the core full ("mqtt-decode") */
     /* under ing->mu */
     conn_state conn;
     int64_t next_connect_ms;
@@ -83,32 +87,6 @@ typedef struct source {
     pthread_mutex_t stats_mu;
     gw_ingest_stats st;
 } source;
-
-/* The inbox: a bounded byte ring of whole messages between Paho's receive thread (the
- * producer, which copies each message in and returns at once) and the "mqtt-decode"
- * thread (the consumer, which resolves the device and calls the hook). A message goes
- * in whole or not at all. Records are 8-byte aligned; a record with size 0, or fewer
- * than sizeof(inrec) bytes before the end, means "continue at offset 0" (the skipped
- * bytes are counted in used). Indices and counts under mu; the consumer reads the
- * records it took a snapshot of without the lock (the producer never writes there). */
-typedef struct inrec {
-    struct source *s;
-    int64_t recv_us;
-    uint32_t size;        /* whole record, aligned; 0 = wrap marker */
-    uint32_t sub;         /* index into s->subs */
-    uint32_t topic_len, payload_len;
-    uint32_t cap_off, cap_len; /* the named topic level, if the pattern has one */
-    int has_cap;
-    char data[];          /* topic NUL payload NUL */
-} inrec;
-
-typedef struct inbox {
-    pthread_mutex_t mu;
-    pthread_cond_t data_cv, room_cv;
-    char *buf;
-    size_t cap, head, tail, used;
-    int consumer_waits, room_waiters, stop;
-} inbox;
 
 struct gw_ingest {
     const gw_config *cfg;
@@ -120,7 +98,7 @@ struct gw_ingest {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stop;
-    inbox box;
+    gw_inbox *box; /* NULL without sources */
 };
 
 /* ---- JSON path ----------------------------------------------------------------------- */
@@ -284,90 +262,34 @@ static int key_from_payload(const char *path, const char *payload, size_t len, c
     return rc;
 }
 
-/* ---- the inbox --------------------------------------------------------------------------- */
+/* ---- the inbox (mqtt/inbox.h): owner = the source, tag = the subscription index, key =
+ * the named topic level ------------------------------------------------------------------ */
 
 #define INBOX_MIN (4u << 20)
 #define INBOX_WAIT_MS 1000    /* Paho's thread waits this long for room, then defers */
-#define INBOX_SMALL 32        /* a smaller batch: the consumer naps, to let a burst gather */
 #define RETRY_MAX_MS 500      /* the hook said full: retry after 10, 20, .. 500 ms */
 
-static size_t rec_size(size_t topic_len, size_t payload_len)
-{
-    return (sizeof(inrec) + topic_len + payload_len + 2 + 7) & ~(size_t)7;
-}
-
-static inrec *rec_at(inbox *b, size_t off)
-{
-    return (inrec *)(void *)(b->buf + off);
-}
-
-/* Find room for r bytes (under mu). Returns the offset or SIZE_MAX when full. */
-static size_t inbox_reserve(inbox *b, size_t r)
-{
-    if (b->used == 0)
-        b->head = b->tail = 0;
-    else if (b->head == b->tail)
-        return SIZE_MAX; /* wrapped and full */
-    if (b->head >= b->tail) { /* free: [head, cap) and [0, tail) */
-        if (b->cap - b->head >= r)
-            return b->head;
-        if (b->tail < r)
-            return SIZE_MAX;
-        size_t waste = b->cap - b->head;
-        if (waste >= sizeof(inrec))
-            rec_at(b, b->head)->size = 0;
-        b->used += waste;
-        b->head = 0;
-        return 0;
-    }
-    return b->tail - b->head >= r ? b->head : SIZE_MAX;
-}
-
-/* Copy one message in, waiting up to INBOX_WAIT_MS for room. Returns 0 or GW_EFULL. */
-static int inbox_put(inbox *b, source *s, uint32_t sub, const char *topic, size_t tl,
-                     const void *payload, size_t len, const gw_topic_capture *cap, int64_t now)
-{
-    size_t r = rec_size(tl, len);
-    if (r > b->cap / 2)
-        return GW_EFULL; /* cannot happen: the inbox holds two of the largest */
-    int64_t deadline = 0;
-    pthread_mutex_lock(&b->mu);
-    size_t at;
-    while ((at = inbox_reserve(b, r)) == SIZE_MAX) {
-        if (!deadline)
-            deadline = gw_mono_ms() + INBOX_WAIT_MS;
-        if (b->stop || gw_mono_ms() >= deadline) {
-            pthread_mutex_unlock(&b->mu);
-            return GW_EFULL;
-        }
-        b->room_waiters++;
-        gw_mqtt_client_wait_until(&b->room_cv, &b->mu, deadline);
-        b->room_waiters--;
-    }
-    inrec *rec = rec_at(b, at);
-    rec->s = s;
-    rec->recv_us = now;
-    rec->size = (uint32_t)r;
-    rec->sub = sub;
-    rec->topic_len = (uint32_t)tl;
-    rec->payload_len = (uint32_t)len;
-    rec->has_cap = cap->value != NULL;
-    rec->cap_off = cap->value ? (uint32_t)(cap->value - topic) : 0;
-    rec->cap_len = (uint32_t)cap->len;
-    memcpy(rec->data, topic, tl);
-    rec->data[tl] = '\0';
-    if (len)
-        memcpy(rec->data + tl + 1, payload, len);
-    rec->data[tl + 1 + len] = '\0';
-    b->head = at + r;
-    b->used += r;
-    if (b->consumer_waits)
-        pthread_cond_signal(&b->data_cv);
-    pthread_mutex_unlock(&b->mu);
-    return 0;
-}
-
 /* ---- message path, part 1: Paho's receive thread ------------------------------------------- */
+
+static int put(gw_inbox *box, source *s, uint32_t sub, const char *topic, size_t tl,
+               const void *payload, size_t len, const gw_topic_capture *cap, int64_t now)
+{
+    gw_inbox_msg m = {
+        .owner = s,
+        .recv_us = now,
+        .tag = sub,
+        .has_key = cap->value != NULL,
+        .key_off = cap->value ? (uint32_t)(cap->value - topic) : 0,
+        .key_len = (uint32_t)cap->len,
+        .topic = topic,
+        .topic_len = tl,
+        .payload = payload,
+        .len = len,
+    };
+    /* GW_EFULL (no room within the wait), GW_ECLOSED (stopping) and GW_EINVAL (cannot
+     * happen: the inbox holds two of the largest) all leave the message to Paho. */
+    return gw_inbox_put(box, &m, INBOX_WAIT_MS);
+}
 
 /* Match the topic, check the size, copy the message into the inbox. Paho has already
  * acknowledged a QoS 1 message when it calls this (MQTTProtocol_handlePublishes sends
@@ -396,7 +318,7 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
         count_bad(s, BAD_NO_MATCH, topic, len);
     } else if (len > s->max_payload) {
         count_bad(s, BAD_OVERSIZE, topic, len);
-    } else if (inbox_put(&ing->box, s, (uint32_t)hit, topic, tl, m->payload, len, &cap, now)) {
+    } else if (put(ing->box, s, (uint32_t)hit, topic, tl, m->payload, len, &cap, now)) {
         COUNT(s, deferred);
         gw_complain(&s->full_complaint, 0, 10000, 600000, GW_LOG_WARN, AREA,
                     "%s: core busy; messages are held by the MQTT client", s->cfg->id);
@@ -409,37 +331,28 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
 
 /* ---- message path, part 2: the "mqtt-decode" thread ------------------------------------------ */
 
-/* Sleep ms, or less if the ingest is stopping. */
-static void nap(inbox *b, int ms)
-{
-    pthread_mutex_lock(&b->mu);
-    if (!b->stop)
-        gw_mqtt_client_wait_until(&b->data_cv, &b->mu, gw_mono_ms() + ms);
-    pthread_mutex_unlock(&b->mu);
-}
-
 /* Find the device of one message and hand it to the core. A hook that says "full" is
  * called again (10 ms, doubling to 500 ms) until it takes the message or the ingest
  * stops: messages stay in order and none is taken twice. */
-static void deliver(gw_ingest *ing, const inrec *r)
+static void deliver(gw_ingest *ing, const gw_inbox_msg *r)
 {
-    source *s = r->s;
-    const isub *sub = &s->subs[r->sub];
-    const char *topic = r->data;
-    const char *payload = r->data + r->topic_len + 1;
+    source *s = r->owner;
+    const isub *sub = &s->subs[r->tag];
+    const char *topic = r->topic;
+    const char *payload = r->payload;
     char key[KEY_MAX];
     int bad = 0;
-    if (r->has_cap) {
-        size_t n = r->cap_len < sizeof key ? r->cap_len : sizeof key - 1;
-        memcpy(key, topic + r->cap_off, n); /* too long: cannot match, logged as unknown */
+    if (r->has_key) {
+        size_t n = r->key_len < sizeof key ? r->key_len : sizeof key - 1;
+        memcpy(key, topic + r->key_off, n); /* too long: cannot match, logged as unknown */
         key[n] = '\0';
     } else if (sub->cfg->device_key) {
-        bad = key_from_payload(sub->cfg->device_key, payload, r->payload_len, key);
+        bad = key_from_payload(sub->cfg->device_key, payload, r->len, key);
     } else {
         bad = BAD_NO_KEY;
     }
     if (bad) {
-        count_bad(s, bad, topic, r->payload_len);
+        count_bad(s, bad, topic, r->len);
         return;
     }
     const devkey *dk = find_key(s, key);
@@ -452,7 +365,7 @@ static void deliver(gw_ingest *ing, const inrec *r)
     const char *decoder = sub->cfg->decoder ? sub->cfg->decoder : "json";
     for (int wait = 10;; wait = wait * 2 < RETRY_MAX_MS ? wait * 2 : RETRY_MAX_MS) {
         int rc = ing->hooks.on_message(ing->hooks.ctx, dk->device_idx, decoder, topic,
-                                       payload, r->payload_len, r->recv_us);
+                                       payload, r->len, r->recv_us);
         if (rc == 0) {
             COUNT(s, matched);
             return;
@@ -464,75 +377,31 @@ static void deliver(gw_ingest *ing, const inrec *r)
         COUNT(s, deferred);
         gw_complain(&s->hook_full_complaint, 0, 10000, 600000, GW_LOG_WARN, AREA,
                     "%s: core queue full; MQTT messages wait in the inbox", s->cfg->id);
-        pthread_mutex_lock(&ing->box.mu);
-        int stopping = ing->box.stop;
-        pthread_mutex_unlock(&ing->box.mu);
-        if (stopping) {
+        if (gw_inbox_stopping(ing->box)) {
+            /* every message left gets one try: rate-limited, a full inbox is thousands */
             COUNT(s, rejected);
-            gw_warn(AREA, "%s: stopping with the core queue full: a message on %.128s is dropped",
-                    s->cfg->id, topic);
+            gw_complain(&s->stop_complaint, 0, 10000, 600000, GW_LOG_WARN, AREA,
+                        "%s: stopping with the core queue full: messages dropped (e.g. on %.128s; "
+                        "see the rejected count)", s->cfg->id, topic);
             return;
         }
-        nap(&ing->box, wait);
+        gw_inbox_nap(ing->box, wait);
     }
-}
-
-/* Give back the space of the records taken so far (under mu). */
-static void release(inbox *b, size_t t, size_t done)
-{
-    b->tail = t == b->cap ? 0 : t;
-    b->used -= done;
-    if (b->used == 0)
-        b->head = b->tail = 0;
-    if (b->room_waiters)
-        pthread_cond_broadcast(&b->room_cv);
 }
 
 static void *decode_main(void *arg)
 {
     gw_ingest *ing = arg;
-    inbox *b = &ing->box;
-    pthread_mutex_lock(&b->mu);
-    for (;;) {
-        while (b->used == 0 && !b->stop) {
-            b->consumer_waits = 1;
-            pthread_cond_wait(&b->data_cv, &b->mu);
-            b->consumer_waits = 0;
-        }
-        if (b->used == 0)
-            break; /* stopping, and everything taken is delivered */
-        size_t avail = b->used, t = b->tail, done = 0, n = 0;
-        pthread_mutex_unlock(&b->mu);
-        while (done < avail) {
-            if (b->cap - t < sizeof(inrec) || rec_at(b, t)->size == 0) {
-                done += b->cap - t;
-                t = 0;
-                continue;
-            }
-            const inrec *r = rec_at(b, t);
-            deliver(ing, r);
-            t += r->size;
-            done += r->size;
-            /* a slow hook: give the space back as we go, for Paho's thread */
-            if (++n % INBOX_SMALL == 0 && done < avail) {
-                pthread_mutex_lock(&b->mu);
-                release(b, t, done);
-                pthread_mutex_unlock(&b->mu);
-                avail -= done;
-                done = 0;
-            }
-        }
+    gw_inbox_batch it;
+    gw_inbox_msg m;
+    while (gw_inbox_begin(ing->box, &it)) {
+        while (gw_inbox_next(ing->box, &it, &m))
+            deliver(ing, &m);
         if (ing->hooks.flush)
             ing->hooks.flush(ing->hooks.ctx);
-        pthread_mutex_lock(&b->mu);
-        release(b, t, done);
-        /* A small batch means a wake-up per message or two: a 1 ms nap lets a burst
-         * gather, so a busy source costs one wake-up per batch. */
-        if (n < INBOX_SMALL && !b->stop)
-            gw_mqtt_client_wait_until(&b->room_cv, &b->mu, gw_mono_ms() + 1);
+        gw_inbox_end(ing->box, &it);
     }
-    pthread_mutex_unlock(&b->mu);
-    return NULL;
+    return NULL; /* stopping, and everything put is delivered */
 }
 
 /* ---- connection (Paho threads, and the ingest thread) ------------------------------------ */
@@ -844,9 +713,6 @@ int gw_ingest_new(const gw_config *cfg, const gw_ingest_hooks *hooks, gw_ingest 
     ing->hooks = *hooks;
     pthread_mutex_init(&ing->mu, NULL);
     pthread_cond_init(&ing->cv, NULL);
-    pthread_mutex_init(&ing->box.mu, NULL);
-    pthread_cond_init(&ing->box.data_cv, NULL);
-    pthread_cond_init(&ing->box.room_cv, NULL);
     int rc = 0;
     if (cfg->n_mqtt_sources) {
         ing->src = gw_calloc(cfg->n_mqtt_sources, sizeof *ing->src);
@@ -865,14 +731,11 @@ int gw_ingest_new(const gw_config *cfg, const gw_ingest_hooks *hooks, gw_ingest 
         /* room for at least two of the largest messages any source accepts */
         size_t cap = INBOX_MIN;
         for (size_t i = 0; i < ing->n_src; i++)
-            while (cap / 2 < rec_size(65535, ing->src[i].max_payload))
+            while (cap / 2 < gw_inbox_record_size(65535, ing->src[i].max_payload))
                 cap *= 2;
-        ing->box.cap = cap;
-        ing->box.buf = gw_malloc(cap);
-        if (!ing->box.buf) {
-            rc = GW_ENOMEM;
+        rc = gw_inbox_new(cap, &ing->box);
+        if (rc)
             goto fail;
-        }
     }
     *out = ing;
     return 0;
@@ -886,7 +749,8 @@ int gw_ingest_start(gw_ingest *ing)
     if (ing->started || ing->n_src == 0)
         return 0;
     ing->stop = 0;
-    ing->box.stop = 0;
+    if (gw_inbox_reopen(ing->box)) /* cannot happen: stop delivers everything */
+        return GW_EIO;
     int err = pthread_create(&ing->decode_thread, NULL, decode_main, ing);
     if (err) {
         gw_error(AREA, "cannot start thread: %s", strerror(err));
@@ -913,11 +777,7 @@ static void stop_decode(gw_ingest *ing)
 {
     if (!ing->decode_started)
         return;
-    pthread_mutex_lock(&ing->box.mu);
-    ing->box.stop = 1;
-    pthread_cond_broadcast(&ing->box.data_cv);
-    pthread_cond_broadcast(&ing->box.room_cv);
-    pthread_mutex_unlock(&ing->box.mu);
+    gw_inbox_stop(ing->box);
     pthread_join(ing->decode_thread, NULL);
     ing->decode_started = 0;
 }
@@ -959,10 +819,7 @@ void gw_ingest_free(gw_ingest *ing)
     for (size_t i = 0; i < ing->n_src; i++)
         source_free(&ing->src[i]);
     gw_free(ing->src);
-    gw_free(ing->box.buf);
-    pthread_cond_destroy(&ing->box.room_cv);
-    pthread_cond_destroy(&ing->box.data_cv);
-    pthread_mutex_destroy(&ing->box.mu);
+    gw_inbox_free(ing->box);
     pthread_cond_destroy(&ing->cv);
     pthread_mutex_destroy(&ing->mu);
     gw_free(ing);
