@@ -7,6 +7,8 @@
 #include "../alloc.h"
 #include "../error.h"
 
+#define ALIGN16(x) (((x) + 15u) & ~(size_t)15u)
+
 static int span_cmp(const void *a, const void *b)
 {
     const gw_plan_span *x = a, *y = b;
@@ -59,6 +61,22 @@ static void layout(gw_plan *plan)
     plan->data_words = off;
 }
 
+/* Cache every point's (and decimal register's) location for the current reads. */
+static void index_points(gw_plan *plan)
+{
+    for (size_t i = 0; i < plan->profile->n_points; i++) {
+        size_t spans[2] = {plan->point_span[i], plan->dp_span[i]};
+        gw_plan_loc *locs[2] = {&plan->point_loc[i], &plan->dp_loc[i]};
+        for (int k = 0; k < 2; k++) {
+            size_t r, off;
+            *locs[k] = (gw_plan_loc){GW_PLAN_NOLOC, 0, 0};
+            if (gw_plan_locate(plan, spans[k], &r, &off) == 0)
+                *locs[k] = (gw_plan_loc){(uint32_t)r, (uint32_t)(plan->reads[r].data_off + off),
+                                         (uint32_t)(plan->reads[r].count - off)};
+        }
+    }
+}
+
 /* Index of span equal to key (the first one; duplicates are kept and all equal). */
 static size_t find_span(const gw_plan *plan, gw_mb_table t, uint16_t addr, uint16_t count)
 {
@@ -72,24 +90,34 @@ int gw_plan_build(const gw_profile *p, int max_gap, gw_plan **out)
     *out = NULL;
     if (!p || p->n_points == 0)
         return GW_EINVAL;
-    gw_plan *plan = gw_calloc(1, sizeof *plan);
-    if (!plan)
+    size_t n = p->n_points;
+    for (size_t i = 0; i < p->n_points; i++)
+        if (p->points[i].has_dp)
+            n++;
+    /* One block, the parts a poll cycle reads first (reads, locations), then the spans:
+     * 1,000 devices' plans are cold each cycle, and one block is a few adjacent cache
+     * lines instead of seven scattered allocations. */
+    size_t o_reads = ALIGN16(sizeof(gw_plan)), o_ploc = o_reads + ALIGN16(n * sizeof(gw_plan_read));
+    size_t o_dloc = o_ploc + ALIGN16(p->n_points * sizeof(gw_plan_loc));
+    size_t o_spans = o_dloc + ALIGN16(p->n_points * sizeof(gw_plan_loc));
+    size_t o_pspan = o_spans + ALIGN16(n * sizeof(gw_plan_span));
+    size_t o_dspan = o_pspan + ALIGN16(p->n_points * sizeof(size_t));
+    size_t total = o_dspan + ALIGN16(p->n_points * sizeof(size_t));
+    unsigned char *blk = gw_calloc(1, total);
+    if (!blk)
         return GW_ENOMEM;
+    gw_plan *plan = (gw_plan *)blk;
+    plan->reads = (gw_plan_read *)(blk + o_reads);
+    plan->point_loc = (gw_plan_loc *)(blk + o_ploc);
+    plan->dp_loc = (gw_plan_loc *)(blk + o_dloc);
+    plan->spans = (gw_plan_span *)(blk + o_spans);
+    plan->point_span = (size_t *)(blk + o_pspan);
+    plan->dp_span = (size_t *)(blk + o_dspan);
     plan->profile = p;
     plan->max_gap = p->max_gap >= 0 ? p->max_gap : (max_gap < 0 ? 0 : max_gap);
     if (plan->max_gap > GW_MB_MAX_REGS)
         plan->max_gap = GW_MB_MAX_REGS;
 
-    size_t n = p->n_points;
-    for (size_t i = 0; i < p->n_points; i++)
-        if (p->points[i].has_dp)
-            n++;
-    plan->spans = gw_calloc(n, sizeof *plan->spans);
-    plan->point_span = gw_calloc(p->n_points, sizeof *plan->point_span);
-    plan->dp_span = gw_calloc(p->n_points, sizeof *plan->dp_span);
-    plan->reads = gw_calloc(n, sizeof *plan->reads);
-    if (!plan->spans || !plan->point_span || !plan->dp_span || !plan->reads)
-        goto fail_oom;
     plan->cap_reads = n;
 
     size_t k = 0;
@@ -133,23 +161,14 @@ int gw_plan_build(const gw_profile *p, int max_gap, gw_plan **out)
     }
     plan->n_reads = nr;
     layout(plan);
+    index_points(plan);
     *out = plan;
     return 0;
-
-fail_oom:
-    gw_plan_free(plan);
-    return GW_ENOMEM;
 }
 
 void gw_plan_free(gw_plan *plan)
 {
-    if (!plan)
-        return;
-    gw_free(plan->spans);
-    gw_free(plan->point_span);
-    gw_free(plan->dp_span);
-    gw_free(plan->reads);
-    gw_free(plan);
+    gw_free(plan); /* one block (gw_plan_build) */
 }
 
 int gw_plan_split(gw_plan *plan, size_t i)
@@ -198,6 +217,7 @@ int gw_plan_split(gw_plan *plan, size_t i)
     plan->reads[i] = first;
     plan->reads[i + 1] = second;
     layout(plan);
+    index_points(plan);
     return 0;
 }
 

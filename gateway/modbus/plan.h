@@ -43,12 +43,23 @@ typedef struct gw_plan_read {
     int splits;               /* how many times the read this came from was split */
 } gw_plan_read;
 
+/* Where one point's words sit once the device answered: cached by the plan so a poll
+ * cycle does not search for them (recomputed at build and after every split). */
+typedef struct gw_plan_loc {
+    uint32_t read;  /* index into reads; GW_PLAN_NOLOC when the point has no such span */
+    uint32_t word;  /* its first word in the device's data buffer (read's data_off + offset) */
+    uint32_t avail; /* words from there to the end of that read */
+} gw_plan_loc;
+#define GW_PLAN_NOLOC UINT32_MAX
+
 typedef struct gw_plan {
     const gw_profile *profile;     /* borrowed */
     gw_plan_span *spans;           /* sorted (table, address, count) */
     size_t n_spans;
     size_t *point_span;            /* point i -> its span index */
     size_t *dp_span;               /* point i -> span index of its decimal register, or SIZE_MAX */
+    gw_plan_loc *point_loc;        /* point i -> where its words are (the current reads) */
+    gw_plan_loc *dp_loc;           /* point i -> where its decimal register is, or NOLOC */
     gw_plan_read *reads;
     size_t n_reads, cap_reads;     /* cap_reads == n_spans: a plan never has more reads */
     size_t data_words;             /* sum of read counts: size of the data buffer */
@@ -66,7 +77,8 @@ void gw_plan_free(gw_plan *plan);
  * or the spans it covers overlap so that no cut exists. */
 int gw_plan_split(gw_plan *plan, size_t i);
 
-/* Where span s sits: the read holding it and its word offset inside that read. */
+/* Where span s sits: the read holding it and its word offset inside that read.
+ * point_loc / dp_loc hold the same answer for every point, precomputed. */
 int gw_plan_locate(const gw_plan *plan, size_t span, size_t *read, size_t *offset);
 
 /* Total registers + bits the plan requests per cycle (useful in logs and benches). */

@@ -24,14 +24,23 @@
 
 typedef struct mb_dev mb_dev;
 typedef struct mb_worker mb_worker;
+typedef struct mb_conn mb_conn;
 
-typedef struct mb_conn {
+/* Heap of idle connections, keyed by their earliest due device. */
+typedef struct mb_heap_ent {
+    int64_t key_ms;
+    int64_t slack_ms;
+    mb_conn *c;
+} mb_heap_ent;
+
+struct mb_conn {
     const gw_bus *bus;
     modbus_t *ctx;          /* created on first connect, kept for reconnects */
     int open;               /* ctx is connected */
     int busy;               /* taken by a worker (p->mu) */
-    size_t heap_pos;        /* SIZE_MAX when not queued (p->mu) */
-    int64_t key_ms;         /* heap key: earliest due device (p->mu) */
+    int queued;             /* in the heap (p->mu) */
+    int64_t slack_ms;       /* how late a cycle may start to share a wake-up (fixed) */
+    int attempts;           /* 1 + the bus's retries */
     int64_t reconnect_at_ms, backoff_ms;
     int consec_timeouts;
     int suspect;            /* last service slow or a device not online (p->mu) */
@@ -40,23 +49,31 @@ typedef struct mb_conn {
     size_t n_devs;
     uint32_t seed;          /* jitter */
     gw_complaint complaint;
-} mb_conn;
+};
 
+/* What one read of the current cycle gave. */
+typedef struct mb_rd {
+    int64_t ts;             /* acquisition time */
+    int status;             /* 0, RD_UNTRIED or GW_E* */
+    int exc;                /* exception code */
+} mb_rd;
+
+/* A cycle's fields first and together: with 1,000 devices each device's state is cold
+ * when its turn comes, and every separate line costs a cache miss. */
 struct mb_dev {
-    size_t cfg_idx;
-    const gw_device *dev;
-    const gw_profile *prof;
     gw_plan *plan;
+    const gw_profile *prof;
     mb_conn *conn;
-    int64_t due_ms, interval_ms;
-    int64_t probe_at_ms, probe_backoff_ms;
+    mb_rd *rd;              /* plan->cap_reads entries, then data: one block */
     uint16_t *data;         /* plan->data_words at build; splits never grow it */
-    int *status;            /* per read: 0, RD_UNTRIED or GW_E* */
-    int *exc;               /* per read: exception code */
-    int64_t *ts;            /* per read: acquisition time */
-    gw_sample *out;         /* one cycle's samples, handed over in one push */
-    size_t n_out;
+    int64_t due_ms, interval_ms;
+    int64_t end_ms;         /* monotonic end of the last cycle's I/O */
+    size_t cfg_idx;
+    int unit_id;
+    char id[GW_ID_MAX];     /* the device id as samples carry it, zero-padded */
     gw_mb_health health;    /* written by the polling thread under p->hmu */
+    const gw_device *dev;
+    int64_t probe_at_ms, probe_backoff_ms;
     gw_complaint complaint;
 };
 
@@ -69,7 +86,7 @@ struct gw_poller {
     mb_dev *devs;
     size_t n_devs;
     mb_dev **dev_by_cfg;    /* cfg->n_devices entries, NULL for non-Modbus */
-    mb_conn **heap;
+    mb_heap_ent *heap;      /* keys kept beside the pointers: a sift touches no mb_conn */
     size_t heap_n;
     pthread_mutex_t mu;     /* heap, busy flags, stop, has_leader */
     pthread_cond_t cv;      /* idle workers */
@@ -79,7 +96,8 @@ struct gw_poller {
     pthread_mutex_t hmu;    /* device health */
     pthread_t *threads;
     mb_worker *wk;          /* per thread: its batch buffer, allocated here by start */
-    gw_sample *batch_mem;   /* n_threads x GW_POLLER_BATCH, one block: no per-thread arena */
+    gw_sample *batch_mem;   /* n_threads x batch_cap, one block: no per-thread arena */
+    size_t batch_cap;       /* GW_POLLER_BATCH, or the largest profile's point count */
     size_t n_threads;
     size_t n_workers;       /* started (kept after stop, for the stats) */
     int stop;
@@ -127,41 +145,39 @@ static int64_t conn_key(const mb_conn *c)
     return k;
 }
 
-static void heap_swap(gw_poller *p, size_t a, size_t b)
+/* Returns the position c landed at (0: it is now the earliest). */
+static size_t heap_push(gw_poller *p, mb_conn *c)
 {
-    mb_conn *t = p->heap[a];
-    p->heap[a] = p->heap[b];
-    p->heap[b] = t;
-    p->heap[a]->heap_pos = a;
-    p->heap[b]->heap_pos = b;
-}
-
-static void heap_push(gw_poller *p, mb_conn *c)
-{
+    mb_heap_ent e = {conn_key(c), c->slack_ms, c};
     size_t i = p->heap_n++;
-    p->heap[i] = c;
-    c->heap_pos = i;
-    while (i > 0 && p->heap[(i - 1) / 2]->key_ms > p->heap[i]->key_ms) {
-        heap_swap(p, i, (i - 1) / 2);
+    while (i > 0 && p->heap[(i - 1) / 2].key_ms > e.key_ms) {
+        p->heap[i] = p->heap[(i - 1) / 2];
         i = (i - 1) / 2;
     }
+    p->heap[i] = e;
+    c->queued = 1;
+    return i;
 }
 
 static mb_conn *heap_pop(gw_poller *p)
 {
-    mb_conn *top = p->heap[0];
-    heap_swap(p, 0, --p->heap_n);
-    top->heap_pos = SIZE_MAX;
-    size_t i = 0;
+    mb_conn *top = p->heap[0].c;
+    mb_heap_ent last = p->heap[--p->heap_n];
+    size_t i = 0, n = p->heap_n;
     for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < p->heap_n && p->heap[l]->key_ms < p->heap[m]->key_ms) m = l;
-        if (r < p->heap_n && p->heap[r]->key_ms < p->heap[m]->key_ms) m = r;
-        if (m == i)
+        size_t l = 2 * i + 1, m = l;
+        if (l >= n)
             break;
-        heap_swap(p, i, m);
+        if (l + 1 < n && p->heap[l + 1].key_ms < p->heap[l].key_ms)
+            m = l + 1;
+        if (p->heap[m].key_ms >= last.key_ms)
+            break;
+        p->heap[i] = p->heap[m];
         i = m;
     }
+    if (n > 0)
+        p->heap[i] = last;
+    top->queued = 0;
     return top;
 }
 
@@ -393,34 +409,43 @@ static gw_value_type point_vtype(const gw_profile_point *pt)
     return GW_V_NUMBER;
 }
 
-/* d->out[k] is point k's sample with device, field, unit and index filled in once at
- * build (gw_sample_set's memset and three snprintf per sample cost as much as the
- * point's share of its request): a cycle only writes value, quality, type and time. */
-static void emit(mb_dev *d, size_t k, const gw_profile_point *pt, const gw_point_value *v,
-                 gw_quality q, int64_t ts)
+_Static_assert(sizeof(((gw_sample *)0)->field) == sizeof(((gw_profile_point *)0)->field) &&
+                   sizeof(((gw_sample *)0)->unit) == sizeof(((gw_profile_point *)0)->unit),
+               "sample and profile names are copied whole");
+
+/* Point k's sample, written in place in the worker's batch: fixed-size copies from the
+ * device's padded id and the profile's point (shared by every device of that model, so
+ * hot in cache), no strlen / snprintf / memset of the whole struct per sample. A device
+ * keeps no sample array of its own: 1,000 devices' arrays (4 KB each) were cold on every
+ * cycle and then copied once more into the batch. */
+static void emit(const mb_dev *d, gw_sample *s, const gw_profile_point *pt,
+                 const gw_point_value *v, gw_quality q, int64_t ts)
 {
-    gw_sample *s = &d->out[k];
-    d->n_out = k + 1;
+    memcpy(s->device, d->id, sizeof s->device);
+    memcpy(s->field, pt->field, sizeof s->field);
+    memcpy(s->unit, pt->unit, sizeof s->unit);
+    s->device_idx = (uint32_t)d->cfg_idx;
     s->value = v && isfinite(v->value) ? v->value : 0; /* consumers see the quality; never a NaN */
     s->quality = q;
-    s->ts_us = ts ? ts : gw_now_us();
+    s->ts_us = ts;
     s->type = v ? v->type : point_vtype(pt);
     if (v && v->type == GW_V_TEXT)
         memcpy(s->text, v->text, sizeof s->text);
     else
-        s->text[0] = '\0';
+        memset(s->text, 0, sizeof s->text);
 }
 
 /* Samples of the cycles one worker runs back to back, handed over in one push: one lock
  * and one consumer wake-up per burst instead of one per device (the consumer woken per
  * device took the CPU the devices' answers needed). Flushed when the worker is about to
- * wait, when full, or GW_POLLER_BATCH_MS after its first sample. */
-#define GW_POLLER_BATCH 256
-#define GW_POLLER_BATCH_MS 10
+ * wait, when full, or GW_POLLER_BATCH_MS after its first sample. 1,024 samples (200 KB)
+ * hold about 50 devices of 20 points: a burst of 140 devices is 3 pushes, not 12. */
+#define GW_POLLER_BATCH 1024
+#define GW_POLLER_BATCH_MS 20
 
 typedef struct mb_batch {
-    gw_sample *s; /* GW_POLLER_BATCH */
-    size_t n;
+    gw_sample *s;
+    size_t n, cap; /* cap >= the largest profile's point count */
     int64_t first_ms;
 } mb_batch;
 
@@ -445,64 +470,55 @@ static void batch_maybe_flush(gw_poller *p, mb_batch *b, int64_t now_ms)
         batch_flush(p, b);
 }
 
-/* The device's cycle: into the worker's batch (b), or pushed at once (b NULL). now_ms:
- * the cycle's start, the batch's age when it is the first. */
-static void flush_samples(gw_poller *p, mb_dev *d, mb_batch *b, int64_t now_ms)
-{
-    if (!b || !b->s || d->n_out > GW_POLLER_BATCH) {
-        push_samples(p, d->out, d->n_out);
-    } else {
-        if (b->n + d->n_out > GW_POLLER_BATCH)
-            batch_flush(p, b);
-        if (b->n == 0)
-            b->first_ms = now_ms;
-        memcpy(b->s + b->n, d->out, d->n_out * sizeof *d->out);
-        b->n += d->n_out;
-    }
-    d->n_out = 0;
-}
-
 static gw_quality quality_of(int rc)
 {
     return rc == GW_EDECODE ? GW_Q_DECODE_ERROR : GW_Q_COMM_ERROR;
 }
 
+/* One sample per point into b (flushed first when it has no room). now_ms: the cycle's
+ * start, the batch's age when it is the first. */
 static void emit_all(gw_poller *p, mb_dev *d, int64_t fail_ts, int fail_rc, mb_batch *b,
                      int64_t now_ms)
 {
     const gw_plan *plan = d->plan;
     const gw_profile *prof = d->prof;
+    if (b->n + prof->n_points > b->cap)
+        batch_flush(p, b);
+    if (b->n == 0)
+        b->first_ms = now_ms;
+    gw_sample *out = b->s + b->n;
     for (size_t k = 0; k < prof->n_points; k++) {
         const gw_profile_point *pt = &prof->points[k];
-        size_t r, off, dr = 0, doff = 0;
-        if (gw_plan_locate(plan, plan->point_span[k], &r, &off) != 0) {
-            emit(d, k, pt, NULL, GW_Q_DECODE_ERROR, fail_ts);
+        const gw_plan_loc *loc = &plan->point_loc[k];
+        if (loc->read == GW_PLAN_NOLOC) {
+            emit(d, &out[k], pt, NULL, GW_Q_DECODE_ERROR, fail_ts);
             continue;
         }
-        if (d->status[r] != 0) {
-            int rc = d->status[r] == RD_UNTRIED ? fail_rc : d->status[r];
-            emit(d, k, pt, NULL, quality_of(rc), d->status[r] == RD_UNTRIED ? fail_ts : d->ts[r]);
+        int st = d->rd[loc->read].status;
+        int64_t ts = d->rd[loc->read].ts;
+        if (st != 0) {
+            int rc = st == RD_UNTRIED ? fail_rc : st;
+            emit(d, &out[k], pt, NULL, quality_of(rc), st == RD_UNTRIED ? fail_ts : ts);
             continue;
         }
         int dp = 0;
         if (pt->has_dp) {
-            if (gw_plan_locate(plan, plan->dp_span[k], &dr, &doff) != 0 || d->status[dr] != 0) {
-                int rc = d->status[dr] == RD_UNTRIED ? fail_rc : d->status[dr];
-                emit(d, k, pt, NULL, quality_of(rc), d->ts[r]);
+            const gw_plan_loc *dl = &plan->dp_loc[k];
+            int dst = dl->read == GW_PLAN_NOLOC ? GW_EDECODE : d->rd[dl->read].status;
+            if (dst != 0) {
+                emit(d, &out[k], pt, NULL, quality_of(dst == RD_UNTRIED ? fail_rc : dst), ts);
                 continue;
             }
-            dp = (int16_t)d->data[plan->reads[dr].data_off + doff];
+            dp = (int16_t)d->data[dl->word];
         }
         gw_point_value v;
-        const uint16_t *w = d->data + plan->reads[r].data_off + off;
-        size_t avail = plan->reads[r].count - off;
-        if (gw_profile_decode_point(pt, w, avail, dp, &v) != 0) {
-            emit(d, k, pt, NULL, GW_Q_DECODE_ERROR, d->ts[r]);
+        if (gw_profile_decode_point(pt, d->data + loc->word, loc->avail, dp, &v) != 0) {
+            emit(d, &out[k], pt, NULL, GW_Q_DECODE_ERROR, ts);
             continue;
         }
-        emit(d, k, pt, &v, v.quality, d->ts[r]);
+        emit(d, &out[k], pt, &v, v.quality, ts);
     }
-    flush_samples(p, d, b, now_ms);
+    b->n += prof->n_points;
 }
 
 /* ---- one device cycle ------------------------------------------------------------------ */
@@ -524,7 +540,10 @@ static int poll_cycle(gw_poller *p, mb_dev *d, gw_poll_report *rep, mb_batch *ba
     mb_conn *c = d->conn;
     const gw_bus *b = c->bus;
     gw_plan *plan = d->plan;
-    int64_t t0 = gw_mono_us();
+    /* Two clock reads per cycle and one per read: acquisition times are the cycle's
+     * wall-clock start plus monotonic time elapsed (a cycle is shorter than its
+     * interval, so a wall-clock step inside one moves its times by at most that). */
+    int64_t t0 = gw_mono_us(), wall0 = gw_now_us(), tm = t0;
     int64_t now_ms = t0 / 1000;
     char err[128] = "";
     int fail_rc = 0, io = 1, answered = 0, any_exc = 0, last_exc = 0;
@@ -532,9 +551,7 @@ static int poll_cycle(gw_poller *p, mb_dev *d, gw_poll_report *rep, mb_batch *ba
 
     cnt(&p->st.cycles, 1);
     for (size_t i = 0; i < plan->cap_reads; i++) {
-        d->status[i] = RD_UNTRIED;
-        d->exc[i] = 0;
-        d->ts[i] = 0;
+        d->rd[i] = (mb_rd){0, RD_UNTRIED, 0};
     }
     if (rep)
         memset(rep, 0, sizeof *rep);
@@ -559,10 +576,10 @@ static int poll_cycle(gw_poller *p, mb_dev *d, gw_poll_report *rep, mb_batch *ba
             snprintf(err, sizeof err, "bus %s down, reconnect in %lld ms", b->id,
                      (long long)(c->reconnect_at_ms - now_ms));
         } else {
-            int64_t cs = gw_mono_us();
             int rc = conn_open(p, c, err, sizeof err);
+            tm = gw_mono_us();
             if (rep)
-                rep->connect_us = gw_mono_us() - cs;
+                rep->connect_us = tm - t0;
             if (rc != 0) {
                 io = 0;
                 fail_rc = rc == GW_EAGAIN ? GW_EIO : rc;
@@ -574,13 +591,13 @@ static int poll_cycle(gw_poller *p, mb_dev *d, gw_poll_report *rep, mb_batch *ba
 
     /* Offline devices get one attempt, not retries: their cost to the bus is bounded
      * by one response timeout per probe. */
-    int attempts = (st == GW_MB_PROBING) ? 1 : 1 + (b->retries > 0 ? b->retries : 0);
+    int attempts = (st == GW_MB_PROBING) ? 1 : c->attempts;
     int64_t budget_us = (int64_t)d->interval_ms * 1000;
     if (io) {
-        modbus_set_slave(c->ctx, d->dev->unit_id);
+        modbus_set_slave(c->ctx, d->unit_id);
         for (size_t i = 0; i < plan->n_reads; i++) {
             gw_plan_read *r = &plan->reads[i];
-            if (i > 0 && gw_mono_us() - t0 > budget_us) {
+            if (i > 0 && tm - t0 > budget_us) {
                 /* Slow answers: the cycle may not outlive its own interval. */
                 fail_rc = GW_ETIMEDOUT;
                 snprintf(err, sizeof err, "cycle exceeded its %lld ms interval after %zu reads",
@@ -588,11 +605,10 @@ static int poll_cycle(gw_poller *p, mb_dev *d, gw_poll_report *rep, mb_batch *ba
                 break;
             }
             int exc = 0, tries = 0;
-            int64_t rs = rep ? gw_mono_us() : 0;
+            int64_t rs = tm;
             int rc = do_read(p, c, r, d->data + r->data_off, attempts, &exc, &tries);
-            d->status[i] = rc;
-            d->exc[i] = exc;
-            d->ts[i] = gw_now_us();
+            tm = gw_mono_us();
+            d->rd[i] = (mb_rd){wall0 + (tm - t0), rc, exc};
             if (rep && rep->n_reads < GW_POLL_REPORT_MAX) {
                 gw_poll_read_report *rr = &rep->reads[rep->n_reads++];
                 rr->table = r->table;
@@ -601,7 +617,7 @@ static int poll_cycle(gw_poller *p, mb_dev *d, gw_poll_report *rep, mb_batch *ba
                 rr->rc = rc;
                 rr->exception = exc;
                 rr->attempts = tries;
-                rr->duration_us = gw_mono_us() - rs;
+                rr->duration_us = tm - rs;
             }
             if (rc == 0) {
                 answered = 1;
@@ -619,7 +635,7 @@ static int poll_cycle(gw_poller *p, mb_dev *d, gw_poll_report *rep, mb_batch *ba
                     if (rep && rep->n_reads)
                         rep->reads[rep->n_reads - 1].split = 1;
                     /* statuses of later reads shift with the plan; they are untried */
-                    d->status[i] = RD_UNTRIED;
+                    d->rd[i].status = RD_UNTRIED;
                     i--; /* read i is now the first half: ask it again */
                     continue;
                 }
@@ -644,12 +660,13 @@ static int poll_cycle(gw_poller *p, mb_dev *d, gw_poll_report *rep, mb_batch *ba
         }
     }
 
-    int64_t end_wall = gw_now_us();
+    int64_t end_wall = wall0 + (tm - t0);
     emit_all(p, d, end_wall, fail_rc ? fail_rc : GW_ETIMEDOUT, batch, now_ms);
 
     /* Health. */
-    int64_t t_end = gw_mono_us();
+    int64_t t_end = tm;
     int64_t dur = t_end - t0;
+    d->end_ms = t_end / 1000;
     if (io)
         c->last_used_ms = t_end / 1000;
     int clean = answered && !fail_rc && !any_exc;
@@ -726,8 +743,8 @@ static void reschedule(gw_poller *p, mb_dev *d, int64_t now)
     d->due_ms = next;
 }
 
-/* Poll c's due devices back to back; returns the monotonic time at the end (one clock
- * read per device). */
+/* Poll c's due devices back to back; returns the monotonic time at the end (the clock
+ * reads of the cycles themselves, no extra one). */
 static int64_t service_conn(gw_poller *p, mb_conn *c, mb_batch *b, int64_t now)
 {
     for (size_t i = 0; i < c->n_devs; i++) {
@@ -737,7 +754,7 @@ static int64_t service_conn(gw_poller *p, mb_conn *c, mb_batch *b, int64_t now)
         if (d->due_ms > now)
             continue;
         poll_cycle(p, d, NULL, b);
-        now = gw_mono_ms();
+        now = d->end_ms;
         reschedule(p, d, now);
         batch_maybe_flush(p, b, now);
     }
@@ -772,7 +789,8 @@ static int64_t slack_ms(const mb_conn *c)
 
 struct mb_worker {
     gw_poller *p;
-    gw_sample *buf; /* GW_POLLER_BATCH samples, or NULL: push per device */
+    gw_sample *buf; /* cap samples, from the poller's one block */
+    size_t cap;
 };
 
 static void *worker_main(void *arg)
@@ -780,49 +798,47 @@ static void *worker_main(void *arg)
     mb_worker *w = arg;
     gw_poller *p = w->p;
     pthread_setname_np(pthread_self(), "cg-modbus");
-    mb_batch b = {.s = w->buf};
+    mb_batch b = {.s = w->buf, .cap = w->cap};
+    /* now is refreshed after every wait and every service (from the cycle's own clock
+     * reads): one clock read per wake-up, none per hand-over. */
+    int64_t now = gw_mono_ms();
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
-        if (b.n && (p->heap_n == 0 || p->heap[0]->key_ms > gw_mono_ms())) {
+        int due = p->heap_n > 0 && p->heap[0].key_ms <= now;
+        if (!due && b.n) {
             /* about to wait: hand over what this burst collected first */
             pthread_mutex_unlock(&p->mu);
             batch_flush(p, &b);
+            now = gw_mono_ms();
             pthread_mutex_lock(&p->mu);
             continue;
         }
-        if (p->heap_n == 0) {
+        if (p->heap_n == 0 || (!due && p->has_leader)) {
             pthread_cond_wait(&p->cv, &p->mu);
+            now = gw_mono_ms();
             continue;
         }
-        mb_conn *c = p->heap[0];
-        int64_t now = gw_mono_ms();
-        if (c->key_ms > now) {
-            if (p->has_leader) {
-                pthread_cond_wait(&p->cv, &p->mu);
-                continue;
-            }
+        if (!due) {
+            /* the leader: sleep until the earliest key + its slack (absolute, on the
+             * monotonic clock the condition variables use) */
             p->has_leader = 1;
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            int64_t wait = c->key_ms - now + slack_ms(c);
-            ts.tv_sec += wait / 1000;
-            ts.tv_nsec += (wait % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            int64_t until = p->heap[0].key_ms + p->heap[0].slack_ms;
+            struct timespec ts = {.tv_sec = until / 1000, .tv_nsec = (until % 1000) * 1000000L};
             pthread_cond_timedwait(&p->cv_timer, &p->mu, &ts);
             p->has_leader = 0;
+            now = gw_mono_ms();
             continue;
         }
-        heap_pop(p);
+        mb_conn *c = heap_pop(p);
         c->busy = 1;
         if (p->heap_n > 0 && !p->has_leader &&
             (c->suspect || (!c->open && c->reconnect_at_ms <= now) ||
-             p->heap[0]->key_ms + slack_ms(p->heap[0]) + GW_POLLER_HELP_LATE_MS <= now))
+             p->heap[0].key_ms + p->heap[0].slack_ms + GW_POLLER_HELP_LATE_MS <= now))
             pthread_cond_signal(&p->cv);
         pthread_mutex_unlock(&p->mu);
-        int slow = service_conn(p, c, &b, now) - now > GW_POLLER_SLOW_MS;
+        int64_t end = service_conn(p, c, &b, now);
+        int slow = end - now > GW_POLLER_SLOW_MS;
+        now = end;
         pthread_mutex_lock(&p->mu);
         c->suspect = slow || !c->open;
         for (size_t i = 0; i < c->n_devs && !c->suspect; i++) {
@@ -830,9 +846,7 @@ static void *worker_main(void *arg)
             c->suspect = st != GW_MB_ONLINE && st != GW_MB_UNKNOWN;
         }
         c->busy = 0;
-        c->key_ms = conn_key(c);
-        heap_push(p, c);
-        if (p->has_leader && c->heap_pos == 0)
+        if (heap_push(p, c) == 0 && p->has_leader)
             pthread_cond_signal(&p->cv_timer); /* earlier than what the leader waits for */
     }
     pthread_mutex_unlock(&p->mu);
@@ -896,7 +910,7 @@ int gw_poller_new(const gw_config *cfg, gw_queue *samples, gw_poller **out)
     for (size_t i = 0; i < cfg->n_buses; i++) {
         mb_conn *c = &p->conns[i];
         c->bus = &cfg->buses[i];
-        c->heap_pos = SIZE_MAX;
+        c->attempts = 1 + (c->bus->retries > 0 ? c->bus->retries : 0);
         c->seed = (uint32_t)(i * 2654435761u) ^ (uint32_t)gw_now_us();
     }
     p->n_conns = cfg->n_buses;
@@ -937,19 +951,14 @@ int gw_poller_new(const gw_config *cfg, gw_queue *samples, gw_poller **out)
             goto fail;
         }
         size_t cap = d->plan->cap_reads;
-        d->data = gw_calloc(d->plan->data_words ? d->plan->data_words : 1, sizeof *d->data);
-        d->status = gw_calloc(cap, sizeof *d->status);
-        d->exc = gw_calloc(cap, sizeof *d->exc);
-        d->ts = gw_calloc(cap, sizeof *d->ts);
-        d->out = gw_calloc(d->prof->n_points, sizeof *d->out);
-        if (!d->data || !d->status || !d->exc || !d->ts || !d->out)
+        d->rd = gw_calloc(1, cap * sizeof *d->rd + (d->plan->data_words + 1) * sizeof *d->data);
+        if (!d->rd)
             goto fail;
-        for (size_t k = 0; k < d->prof->n_points; k++) {
-            const gw_profile_point *pt = &d->prof->points[k];
-            gw_sample_set(&d->out[k], dv->id, pt->field, 0, pt->unit, GW_Q_COMM_ERROR, 1);
-            d->out[k].device_idx = (uint32_t)i;
-            d->out[k].type = point_vtype(pt);
-        }
+        d->data = (uint16_t *)(d->rd + cap);
+        d->unit_id = dv->unit_id;
+        snprintf(d->id, sizeof d->id, "%s", dv->id ? dv->id : "");
+        if (d->prof->n_points > p->batch_cap)
+            p->batch_cap = d->prof->n_points;
         p->dev_by_cfg[i] = d;
         d->conn->n_devs++;
     }
@@ -1007,17 +1016,26 @@ int gw_poller_start(gw_poller *p)
     }
     /* One block from this thread: a worker that mallocs its own buffer makes glibc
      * create an arena for it (mmap of 64 MiB, page faults); untouched pages cost no RSS. */
-    p->batch_mem = gw_malloc(nt * GW_POLLER_BATCH * sizeof(gw_sample)); /* NULL: push per device */
+    size_t cap = p->batch_cap > GW_POLLER_BATCH ? p->batch_cap : GW_POLLER_BATCH;
+    p->batch_mem = gw_calloc(nt * cap, sizeof(gw_sample));
+    if (!p->batch_mem) {
+        gw_free(p->threads);
+        gw_free(p->wk);
+        p->threads = NULL;
+        p->wk = NULL;
+        return GW_ENOMEM;
+    }
     for (size_t i = 0; i < nt; i++) {
         p->wk[i].p = p;
-        p->wk[i].buf = p->batch_mem ? p->batch_mem + i * GW_POLLER_BATCH : NULL;
+        p->wk[i].buf = p->batch_mem + i * cap;
+        p->wk[i].cap = cap;
     }
     pthread_mutex_lock(&p->mu);
     p->stop = 0;
     for (size_t i = 0; i < p->n_conns; i++) {
         mb_conn *c = &p->conns[i];
-        if (c->n_devs && c->heap_pos == SIZE_MAX) {
-            c->key_ms = conn_key(c);
+        if (c->n_devs && !c->queued) {
+            c->slack_ms = slack_ms(c);
             heap_push(p, c);
         }
     }
@@ -1063,7 +1081,7 @@ void gw_poller_stop(gw_poller *p)
         conn_close(p, &p->conns[i]);
     p->heap_n = 0;
     for (size_t i = 0; i < p->n_conns; i++)
-        p->conns[i].heap_pos = SIZE_MAX;
+        p->conns[i].queued = 0;
 }
 
 void gw_poller_free(gw_poller *p)
@@ -1079,11 +1097,7 @@ void gw_poller_free(gw_poller *p)
     for (size_t i = 0; i < p->n_devs; i++) {
         mb_dev *d = &p->devs[i];
         gw_plan_free(d->plan);
-        gw_free(d->data);
-        gw_free(d->status);
-        gw_free(d->exc);
-        gw_free(d->ts);
-        gw_free(d->out);
+        gw_free(d->rd); /* and data, in the same block */
     }
     for (size_t i = 0; p->profiles && i < p->cfg->n_profiles; i++)
         gw_profile_free(p->profiles[i]);
@@ -1141,8 +1155,15 @@ int gw_poller_poll_once(gw_poller *p, size_t device_idx, gw_poll_report *rep)
         return GW_ENOTFOUND;
     if (p->n_threads)
         return GW_EINVAL;
+    mb_dev *d = p->dev_by_cfg[device_idx];
+    mb_batch b = {.s = gw_calloc(d->prof->n_points, sizeof(gw_sample)), .cap = d->prof->n_points};
+    if (!b.s)
+        return GW_ENOMEM;
     gw_poll_report local;
-    return poll_cycle(p, p->dev_by_cfg[device_idx], rep ? rep : &local, NULL);
+    int rc = poll_cycle(p, d, rep ? rep : &local, &b);
+    batch_flush(p, &b);
+    gw_free(b.s);
+    return rc;
 }
 
 /* ---- deep check ------------------------------------------------------------------------ */

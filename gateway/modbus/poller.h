@@ -133,7 +133,7 @@ typedef struct gw_poll_report {
  * samples_dropped). Returns 0 with *out, GW_ECONFIG (a profile is invalid: logged),
  * or GW_ENOMEM. Thread: main. */
 int gw_poller_new(const gw_config *cfg, gw_queue *samples, gw_poller **out);
-/* Start the worker pool. Returns 0 or GW_EIO. Thread: main. */
+/* Start the worker pool. Returns 0, GW_ENOMEM or GW_EIO. Thread: main. */
 int gw_poller_start(gw_poller *p);
 /* Stop and join the workers (each finishes at most its current request) and close
  * every connection. Idempotent. Thread: main. */

@@ -135,6 +135,23 @@ static void wire_to_be(const uint16_t *w, unsigned n, gw_byte_order o, uint8_t *
     }
 }
 
+/* The value of n (1..4) registers in wire order as one big-endian integer: the same
+ * bytes as wire_to_be read as one number, without the byte array (every cycle decodes every
+ * point through here). */
+static uint64_t wire_to_u64(const uint16_t *w, unsigned n, gw_byte_order o)
+{
+    int rev_words = o == GW_BO_CDAB || o == GW_BO_DCBA;
+    int swap_bytes = o == GW_BO_BADC || o == GW_BO_DCBA;
+    uint64_t v = 0;
+    for (unsigned i = 0; i < n; i++) {
+        uint16_t x = w[rev_words ? n - 1 - i : i];
+        if (swap_bytes)
+            x = (uint16_t)((x << 8) | (x >> 8));
+        v = (v << 16) | x;
+    }
+    return v;
+}
+
 static void be_to_wire(const uint8_t *be, unsigned n, gw_byte_order o, uint16_t *w)
 {
     uint16_t tmp[GW_PROFILE_MAX_STRING_REGS] = {0};
@@ -144,14 +161,6 @@ static void be_to_wire(const uint8_t *be, unsigned n, gw_byte_order o, uint16_t 
     wire_to_be(tmp, n, o, b); /* involution */
     for (unsigned i = 0; i < n; i++)
         w[i] = (uint16_t)((b[2 * i] << 8) | b[2 * i + 1]);
-}
-
-static uint64_t be_to_u64(const uint8_t *b, unsigned nbytes)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < nbytes; i++)
-        v = (v << 8) | b[i];
-    return v;
 }
 
 static void u64_to_be(uint64_t v, unsigned nbytes, uint8_t *b)
@@ -196,15 +205,17 @@ int gw_profile_decode_point(const gw_profile_point *pt, const uint16_t *raw, siz
 {
     if (!pt || !raw || !out || n < pt->count || pt->count == 0)
         return GW_EINVAL;
-    memset(out, 0, sizeof *out);
-    out->quality = GW_Q_GOOD;
+    /* No memset of the whole value (its text is 48 bytes): only text types fill text. */
     out->type = GW_V_NUMBER;
+    out->value = 0;
+    out->text[0] = '\0';
+    out->quality = GW_Q_GOOD;
+    out->raw = 0;
     if (pt->has_dp && (dp < 0 || dp > 9)) {
         out->quality = GW_Q_DECODE_ERROR;
         return 0;
     }
 
-    uint8_t be[2 * GW_PROFILE_MAX_STRING_REGS];
     switch (pt->type) {
     case GW_PT_BOOL:
         out->type = GW_V_BOOL;
@@ -214,8 +225,7 @@ int gw_profile_decode_point(const gw_profile_point *pt, const uint16_t *raw, siz
             out->quality = GW_Q_OUT_OF_RANGE;
         return 0;
     case GW_PT_BIT: {
-        wire_to_be(raw, 1, pt->order, be);
-        uint16_t w = (uint16_t)((be[0] << 8) | be[1]);
+        uint16_t w = (uint16_t)wire_to_u64(raw, 1, pt->order);
         out->type = GW_V_BOOL;
         out->raw = w;
         out->value = (w >> pt->bit) & 1u;
@@ -225,9 +235,7 @@ int gw_profile_decode_point(const gw_profile_point *pt, const uint16_t *raw, siz
     }
     case GW_PT_U16: case GW_PT_I16: case GW_PT_U32: case GW_PT_I32:
     case GW_PT_U64: case GW_PT_I64: {
-        unsigned words = pt->count;
-        wire_to_be(raw, words, pt->order, be);
-        uint64_t r = be_to_u64(be, 2 * words);
+        uint64_t r = wire_to_u64(raw, pt->count, pt->order);
         out->raw = r;
         double num;
         switch (pt->type) {
@@ -242,9 +250,7 @@ int gw_profile_decode_point(const gw_profile_point *pt, const uint16_t *raw, siz
         return 0;
     }
     case GW_PT_F32: case GW_PT_F64: {
-        unsigned words = pt->count;
-        wire_to_be(raw, words, pt->order, be);
-        uint64_t r = be_to_u64(be, 2 * words);
+        uint64_t r = wire_to_u64(raw, pt->count, pt->order);
         out->raw = r;
         double f;
         if (pt->type == GW_PT_F32) {
@@ -267,8 +273,7 @@ int gw_profile_decode_point(const gw_profile_point *pt, const uint16_t *raw, siz
     }
     case GW_PT_BCD: {
         unsigned words = pt->count;
-        wire_to_be(raw, words, pt->order, be);
-        uint64_t r = be_to_u64(be, 2 * words);
+        uint64_t r = wire_to_u64(raw, words, pt->order);
         out->raw = r;
         uint64_t num = 0;
         for (int shift = (int)(words * 16) - 4; shift >= 0; shift -= 4) {
@@ -285,8 +290,8 @@ int gw_profile_decode_point(const gw_profile_point *pt, const uint16_t *raw, siz
         return 0;
     }
     case GW_PT_ENUM: {
-        wire_to_be(raw, 1, pt->order, be);
-        uint16_t w = (uint16_t)((be[0] << 8) | be[1]);
+        uint16_t w = (uint16_t)wire_to_u64(raw, 1, pt->order);
+        memset(out->text, 0, sizeof out->text);
         out->raw = w;
         out->value = w;
         out->type = GW_V_TEXT;
@@ -306,6 +311,8 @@ int gw_profile_decode_point(const gw_profile_point *pt, const uint16_t *raw, siz
         /* Strings are byte sequences: only the byte swap inside a register applies. */
         gw_byte_order o = (pt->order == GW_BO_BADC || pt->order == GW_BO_DCBA) ? GW_BO_BADC
                                                                                : GW_BO_ABCD;
+        uint8_t be[2 * GW_PROFILE_MAX_STRING_REGS];
+        memset(out->text, 0, sizeof out->text);
         wire_to_be(raw, words, o, be);
         out->type = GW_V_TEXT;
         size_t len = 0;

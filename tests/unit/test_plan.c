@@ -14,6 +14,7 @@
 
 static gw_profile *g_prof;
 static gw_plan *g_plan;
+static void expect_locs(const gw_plan *p);
 
 /* Build a profile from compact point specs "table:address:type[:count]" and plan it. */
 static gw_plan *plan_of(int max_gap, const char *extra_top, const char *const *specs, size_t n)
@@ -47,6 +48,7 @@ static gw_plan *plan_of(int max_gap, const char *extra_top, const char *const *s
     gw_cfgerr_free(&e);
     cJSON_Delete(j);
     assert_int_equal(gw_plan_build(g_prof, max_gap, &g_plan), 0);
+    expect_locs(g_plan);
     return g_plan;
 }
 
@@ -68,6 +70,31 @@ static void expect_reads(const gw_plan *p, const char *const *want, size_t n)
 }
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
+
+/* The cached locations (what a poll cycle reads) agree with gw_plan_locate and point at
+ * the point's own address inside its read. */
+static void expect_locs(const gw_plan *p)
+{
+    for (size_t i = 0; i < p->profile->n_points; i++) {
+        const gw_profile_point *pt = &p->profile->points[i];
+        size_t r, off;
+        assert_int_equal(gw_plan_locate(p, p->point_span[i], &r, &off), 0);
+        const gw_plan_loc *l = &p->point_loc[i];
+        assert_int_equal(l->read, r);
+        assert_int_equal(l->word, p->reads[r].data_off + off);
+        assert_int_equal(l->avail, p->reads[r].count - off);
+        assert_int_equal(p->reads[r].address + off, pt->address);
+        assert_true(l->avail >= pt->count);
+        if (!pt->has_dp) {
+            assert_int_equal(p->dp_loc[i].read, GW_PLAN_NOLOC);
+            continue;
+        }
+        assert_int_equal(gw_plan_locate(p, p->dp_span[i], &r, &off), 0);
+        assert_int_equal(p->dp_loc[i].read, r);
+        assert_int_equal(p->dp_loc[i].word, p->reads[r].data_off + off);
+        assert_int_equal(p->reads[r].address + off, pt->dp_address);
+    }
+}
 
 static void test_adjacent_and_gap(void **state)
 {
@@ -173,6 +200,9 @@ static void test_decimal_register_span(void **state)
     size_t r, off;
     assert_int_equal(gw_plan_locate(pl, pl->dp_span[0], &r, &off), 0);
     assert_int_equal(r, 0);
+    expect_locs(pl);
+    assert_int_equal(pl->dp_loc[0].read, 0);
+    assert_int_equal(pl->point_loc[0].read, 1);
     gw_plan_free(pl);
     gw_profile_free(p);
     cJSON_Delete(j);
@@ -189,10 +219,15 @@ static void test_split_on_exception(void **state)
     gw_plan *p = plan_of(8, NULL, pts, N(pts));
     static const char *const before[] = {"holding:0:14", "holding:40:1"};
     expect_reads(p, before, N(before));
+    expect_locs(p);
+    assert_int_equal(p->point_loc[5].word, 14);
     /* cut at the widest hole (4..9) */
     assert_int_equal(gw_plan_split(p, 0), 0);
     static const char *const after[] = {"holding:0:4", "holding:10:4", "holding:40:1"};
     expect_reads(p, after, N(after));
+    expect_locs(p); /* the cache follows the split: point 5 moved from word 14 to 8 */
+    assert_int_equal(p->point_loc[5].word, 8);
+    assert_int_equal(p->point_loc[4].avail, 2);
     assert_int_equal(p->reads[0].splits, 1);
     /* remembered: the plan stays split; locations follow */
     size_t r, off;
@@ -207,6 +242,7 @@ static void test_split_on_exception(void **state)
     assert_int_equal(gw_plan_split(p, 1), 0);
     static const char *const after2[] = {"holding:0:4", "holding:10:1", "holding:11:3", "holding:40:1"};
     expect_reads(p, after2, N(after2));
+    expect_locs(p);
     assert_int_equal(gw_plan_split(p, 2), 0);
     assert_int_equal(gw_plan_split(p, 3), GW_EINVAL); /* 12:2 is one span */
     assert_int_equal(gw_plan_split(p, 4), GW_EINVAL); /* single span */
@@ -214,6 +250,7 @@ static void test_split_on_exception(void **state)
     static const char *const after3[] = {"holding:0:4", "holding:10:1", "holding:11:1",
                                          "holding:12:2", "holding:40:1"};
     expect_reads(p, after3, N(after3));
+    expect_locs(p);
     assert_int_equal(gw_plan_requested(p), 9);
 }
 
