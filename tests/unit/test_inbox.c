@@ -43,7 +43,13 @@ static int owner_tag[2]; /* message owners: &owner_tag[p] */
 
 static void make_topic(char *topic, int p, uint32_t seq)
 {
-    snprintf(topic, TOPIC_LEN + 1, "p%d/%05u", p, (unsigned)(seq % 100000));
+    unsigned v = (unsigned)(seq % 100000);
+    topic[0] = 'p';
+    topic[1] = (char)('0' + p);
+    topic[2] = '/';
+    for (int i = TOPIC_LEN - 1; i >= 3; i--, v /= 10)
+        topic[i] = (char)('0' + v % 10);
+    topic[TOPIC_LEN] = '\0';
 }
 
 /* The largest payload giving a record of exactly rsize bytes (a multiple of 8). */
