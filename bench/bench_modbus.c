@@ -2,7 +2,10 @@
  * reference/measured-here.md), each with 2 blocks of 10 holding registers, polled every
  * interval for S seconds,
  *   (a) by citygate's poller (profile -> plan -> bounded worker pool -> samples queue,
- *       samples drained by a consumer thread as the engine would), and
+ *       samples drained by a consumer thread as the engine would; on TCP the poller
+ *       frames and checks requests itself on libmodbus's socket, gateway/modbus/frame.h,
+ *       one poll() + recv() per answer where modbus_read_registers makes three of each),
+ *       and
  *   (b) by a raw libmodbus loop (one thread, one connection per device, 2 block reads
  *       per device per interval, nothing decoded),
  *   (c) by collectd's modbus plugin (Debian collectd-core: /usr/sbin/collectd -f with a

@@ -4,12 +4,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <modbus/modbus.h>
@@ -18,6 +20,7 @@
 #include "../error.h"
 #include "../log.h"
 #include "../timeutil.h"
+#include "frame.h"
 
 #define AREA "modbus"
 #define RD_UNTRIED 1 /* read status: not attempted this cycle */
@@ -41,6 +44,9 @@ struct mb_conn {
     int queued;             /* in the heap (p->mu) */
     int64_t slack_ms;       /* how late a cycle may start to share a wake-up (fixed) */
     int attempts;           /* 1 + the bus's retries */
+    int rt_ms, bt_ms;       /* response / byte timeout (TCP reads, poller's own framing) */
+    uint16_t tid;           /* last transaction id sent */
+    const char *why;        /* which field of the last malformed TCP answer was wrong */
     int64_t reconnect_at_ms, backoff_ms;
     int consec_timeouts;
     int suspect;            /* last service slow or a device not online (p->mu) */
@@ -314,10 +320,94 @@ static int conn_open(gw_poller *p, mb_conn *c, char *err, size_t errn)
 
 /* ---- one read ------------------------------------------------------------------------- */
 
+/* One request and its answer on a TCP connection, framed by frame.c and every field of
+ * the answer checked (libmodbus 3.1.6 takes an answer with another unit id or a wrong
+ * MBAP length). One poll() and one greedy recv() in the usual case: the whole answer
+ * arrives in one segment (libmodbus: a select() and a recv() per header / count / data
+ * step). Bytes beyond the answer mean the stream is out of step: malformed, and the
+ * caller flushes. Returns 0 or an errno as libmodbus sets them: MODBUS_ENOBASE + code
+ * (exception), ETIMEDOUT, EMBBADDATA (malformed; c->why says which field), or the
+ * link's error. */
+static int tcp_read(mb_conn *c, const gw_plan_read *r, int unit, uint16_t *dst)
+{
+    uint8_t req[GW_MBF_TCP_REQ_LEN], rsp[GW_MBF_TCP_MAX_ADU];
+    int fd = modbus_get_socket(c->ctx);
+    uint16_t tid = ++c->tid;
+    gw_mbframe_tcp_request(req, tid, (uint8_t)unit, r->table, r->address, r->count);
+    for (size_t o = 0; o < sizeof req;) {
+        ssize_t w = send(fd, req + o, sizeof req - o, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) /* EAGAIN on 12 bytes: the peer stopped reading long ago */
+            return w < 0 && errno != EAGAIN && errno != EWOULDBLOCK ? errno : EPIPE;
+        o += (size_t)w;
+    }
+    int64_t deadline = gw_mono_ms() + c->rt_ms;
+    size_t got = 0;
+    int total = 0; /* known once the head is in */
+    for (int first = 1;; first = 0) {
+        int wait;
+        if (got > 0 && c->bt_ms > 0) {
+            wait = c->bt_ms; /* the byte timeout bounds each gap after the first byte */
+        } else if (first) {
+            wait = c->rt_ms;
+        } else {
+            int64_t left = deadline - gw_mono_ms();
+            if (left <= 0)
+                return ETIMEDOUT;
+            wait = (int)left;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int pr = poll(&pfd, 1, wait);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr < 0)
+            return errno;
+        if (pr == 0)
+            return ETIMEDOUT;
+        ssize_t n = recv(fd, rsp + got, sizeof rsp - got, MSG_DONTWAIT);
+        if (n == 0)
+            return ECONNRESET;
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+                continue;
+            return errno;
+        }
+        got += (size_t)n;
+        if (!total && got >= GW_MBF_TCP_HEAD) {
+            total = gw_mbframe_tcp_expected(rsp, gw_mbframe_function(r->table));
+            if (total < 0 || total > GW_MBF_TCP_MAX_ADU) {
+                c->why = "function code mismatch";
+                return EMBBADDATA;
+            }
+        }
+        if (total && got >= (size_t)total)
+            break;
+        if (got == sizeof rsp) {
+            c->why = "frame length out of range";
+            return EMBBADDATA;
+        }
+    }
+    if (got > (size_t)total) {
+        c->why = "bytes after the answer";
+        return EMBBADDATA;
+    }
+    int exc;
+    int rc = gw_mbframe_tcp_parse(rsp, got, tid, (uint8_t)unit, r->table, r->count, dst, &exc,
+                                  &c->why);
+    if (rc == GW_EPROTO) { /* codes libmodbus has no errno for are malformed, as there */
+        if (exc <= EMBXGTAR - MODBUS_ENOBASE)
+            return MODBUS_ENOBASE + exc;
+        c->why = "exception code out of range";
+        return EMBBADEXC;
+    }
+    return rc == 0 ? 0 : EMBBADDATA;
+}
+
 /* Read r into dst (one uint16 per register or per bit). Returns 0; GW_EPROTO with *exc
  * (exception); GW_ETIMEDOUT (no answer); GW_ECORRUPT (CRC); GW_EDECODE (malformed);
  * GW_EIO (connection lost, now closed). */
-static int do_read(gw_poller *p, mb_conn *c, const gw_plan_read *r, uint16_t *dst,
+static int do_read(gw_poller *p, mb_conn *c, const gw_plan_read *r, int unit, uint16_t *dst,
                    int attempts, int *exc, int *tries)
 {
     uint8_t bits[GW_MB_MAX_BITS];
@@ -330,7 +420,11 @@ static int do_read(gw_poller *p, mb_conn *c, const gw_plan_read *r, uint16_t *ds
         *tries = a + 1;
         cnt(&p->st.requests, 1);
         int n;
-        switch (r->table) {
+        if (c->bus->type == GW_BUS_TCP) {
+            int te = tcp_read(c, r, unit, dst);
+            n = te == 0 ? r->count : -1;
+            errno = te;
+        } else switch (r->table) {
         case GW_MB_COIL: n = modbus_read_bits(c->ctx, r->address, r->count, bits); break;
         case GW_MB_DISCRETE: n = modbus_read_input_bits(c->ctx, r->address, r->count, bits); break;
         case GW_MB_HOLDING: n = modbus_read_registers(c->ctx, r->address, r->count, dst); break;
@@ -338,7 +432,7 @@ static int do_read(gw_poller *p, mb_conn *c, const gw_plan_read *r, uint16_t *ds
         }
         int e = n < 0 ? errno : 0;
         if (n == r->count) {
-            if (gw_mb_table_is_bits(r->table))
+            if (gw_mb_table_is_bits(r->table) && c->bus->type != GW_BUS_TCP) /* TCP: unpacked */
                 for (unsigned i = 0; i < r->count; i++)
                     dst[i] = bits[i] ? 1 : 0;
             cnt(&p->st.responses, 1);
@@ -606,7 +700,7 @@ static int poll_cycle(gw_poller *p, mb_dev *d, gw_poll_report *rep, mb_batch *ba
             }
             int exc = 0, tries = 0;
             int64_t rs = tm;
-            int rc = do_read(p, c, r, d->data + r->data_off, attempts, &exc, &tries);
+            int rc = do_read(p, c, r, d->unit_id, d->data + r->data_off, attempts, &exc, &tries);
             tm = gw_mono_us();
             d->rd[i] = (mb_rd){wall0 + (tm - t0), rc, exc};
             if (rep && rep->n_reads < GW_POLL_REPORT_MAX) {
@@ -648,7 +742,8 @@ static int poll_cycle(gw_poller *p, mb_dev *d, gw_poll_report *rep, mb_batch *ba
                 continue;
             }
             if (!err[0] || rc == GW_ETIMEDOUT || rc == GW_EIO)
-                snprintf(err, sizeof err, "%s (read %s %u..%u, %d attempt%s)", rc_text(rc),
+                snprintf(err, sizeof err, "%s%s%s (read %s %u..%u, %d attempt%s)", rc_text(rc),
+                         rc == GW_EDECODE && c->why ? ": " : "", rc == GW_EDECODE && c->why ? c->why : "",
                          gw_mb_table_name(r->table), (unsigned)r->address,
                          (unsigned)(r->address + r->count - 1), tries, tries == 1 ? "" : "s");
             if (rc == GW_ETIMEDOUT || rc == GW_EIO) {
@@ -911,6 +1006,8 @@ int gw_poller_new(const gw_config *cfg, gw_queue *samples, gw_poller **out)
         mb_conn *c = &p->conns[i];
         c->bus = &cfg->buses[i];
         c->attempts = 1 + (c->bus->retries > 0 ? c->bus->retries : 0);
+        c->rt_ms = c->bus->response_timeout_ms > 0 ? c->bus->response_timeout_ms : 500;
+        c->bt_ms = c->bus->byte_timeout_ms > 0 ? c->bus->byte_timeout_ms : 0;
         c->seed = (uint32_t)(i * 2654435761u) ^ (uint32_t)gw_now_us();
     }
     p->n_conns = cfg->n_buses;

@@ -2,7 +2,9 @@
  * of a socketpair handed to a libmodbus client context, as the poller uses it) to a read
  * of N registers or bits, and whatever libmodbus accepts is decoded through a profile
  * covering every type and byte order, with buffers sized like the poller's (dest >= nb,
- * nb capped at 125 / 2000). The input bytes are also decoded directly as raw registers.
+ * nb capped at 125 / 2000). The input bytes are also decoded directly as raw registers,
+ * and checked as the answer by the poller's own TCP framing (gateway/modbus/frame.h, the
+ * path the poller takes on TCP): whatever it accepts must be exactly framed.
  *
  * Input layout: byte 0 selects the function (low 2 bits) and whether the transaction id
  * is forced to the expected one (bit 2); byte 1 the quantity; the rest is the response
@@ -17,6 +19,8 @@
 #include <cjson/cJSON.h>
 #include <modbus/modbus.h>
 
+#include "error.h"
+#include "modbus/frame.h"
 #include "modbus/plan.h"
 #include "modbus/profile.h"
 
@@ -74,6 +78,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The same bytes as a server's answer to a read. */
     int fn = data[0] & 3, force_tid = data[0] & 4;
     int nb = 1 + data[1] % (fn < 2 ? 200 : GW_MB_MAX_REGS);
+
+    /* The poller's framing: read the way tcp_read does (head, then the length the head
+     * gives), then the strict check; an accepted answer is exactly as long as it says. */
+    {
+        static const gw_mb_table tabs[] = {GW_MB_COIL, GW_MB_DISCRETE, GW_MB_HOLDING, GW_MB_INPUT};
+        const uint8_t *a = data + 2;
+        size_t an = size - 2;
+        uint16_t dst[GW_MB_MAX_BITS];
+        int exc;
+        const char *why;
+        uint16_t tid = force_tid ? 1 : (uint16_t)(an >= 2 ? a[0] << 8 | a[1] : 0);
+        if (an >= GW_MBF_TCP_HEAD) {
+            int total = gw_mbframe_tcp_expected(a, gw_mbframe_function(tabs[fn]));
+            if (total > 0 && (size_t)total <= an && total <= GW_MBF_TCP_MAX_ADU) {
+                int rc = gw_mbframe_tcp_parse(a, (size_t)total, tid, an > 6 ? a[6] : 1, tabs[fn],
+                                              (uint16_t)nb, dst, &exc, &why);
+                if (rc == 0 && ((size_t)(a[4] << 8 | a[5]) != (size_t)total - 6 || a[8] + 9 != total))
+                    abort(); /* accepted a frame whose lengths disagree */
+                if (rc == 0 && fn >= 2)
+                    decode_all(dst, (size_t)nb);
+                if (rc == GW_EPROTO && (exc < 1 || total != 9))
+                    abort();
+            }
+        }
+    }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
         return 0;
