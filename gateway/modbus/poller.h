@@ -22,7 +22,11 @@
  *  - per request: response_timeout_ms bounds a whole answer (byte_timeout_ms 0) or the
  *    first byte (then byte_timeout_ms bounds each gap); a timeout, CRC error or malformed
  *    answer is retried up to `retries` times after modbus_flush() so a late answer is
- *    never taken for the next one;
+ *    never taken for the next one. TCP reads are framed by the poller (frame.h) on the
+ *    context's socket: an answer counts only when its transaction id, protocol id,
+ *    MBAP length, unit id, function code and byte count all match the request (libmodbus
+ *    3.1.6 checks neither unit id nor MBAP length); RTU reads go through libmodbus
+ *    (CRC, unit id);
  *  - the first read that gets no answer ends the device's cycle (the others' reads are
  *    not attempted): a silent device costs at most response_timeout x (retries + 1)
  *    per cycle, and response_timeout x 1 once offline;
@@ -82,7 +86,7 @@ typedef struct gw_poller_stats {
     uint64_t registers;       /* registers + bits received in good answers */
     uint64_t timeouts;
     uint64_t crc_errors;
-    uint64_t bad_frames;      /* malformed / short / wrong unit or transaction id */
+    uint64_t bad_frames;      /* malformed: short, wrong unit / transaction id / MBAP length */
     uint64_t exceptions;      /* all codes */
     uint64_t exception_code[12]; /* per Modbus exception code 1..11 */
     uint64_t splits;          /* merged reads split after exception 02/03 */
@@ -128,9 +132,10 @@ typedef struct gw_poll_report {
 } gw_poll_report;
 
 /* Build the poller for every enabled Modbus device of cfg: parses the profiles, plans
- * the reads; no I/O and no threads yet. samples receives every sample (pushed with
- * gw_queue_push and a GW_POLLER_PUSH_TIMEOUT_MS bound; a push that fails is counted in
- * samples_dropped). Returns 0 with *out, GW_ECONFIG (a profile is invalid: logged),
+ * the reads; no I/O and no threads yet. samples receives every sample (a worker hands
+ * over the cycles it ran back to back with one gw_queue_push_many: up to 1,024 samples,
+ * at most 20 ms after the first, and always before it waits; GW_POLLER_PUSH_TIMEOUT_MS
+ * bound; what a push could not place is counted in samples_dropped). Returns 0 with *out, GW_ECONFIG (a profile is invalid: logged),
  * or GW_ENOMEM. Thread: main. */
 int gw_poller_new(const gw_config *cfg, gw_queue *samples, gw_poller **out);
 /* Start the worker pool. Returns 0, GW_ENOMEM or GW_EIO. Thread: main. */
