@@ -335,7 +335,7 @@ static int tcp_read(mb_conn *c, const gw_plan_read *r, int unit, uint16_t *dst)
     uint16_t tid = ++c->tid;
     gw_mbframe_tcp_request(req, tid, (uint8_t)unit, r->table, r->address, r->count);
     for (size_t o = 0; o < sizeof req;) {
-        ssize_t w = send(fd, req + o, sizeof req - o, MSG_NOSIGNAL);
+        ssize_t w = send(fd, req + o, sizeof req - o, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) /* EAGAIN on 12 bytes: the peer stopped reading long ago */
