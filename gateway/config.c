@@ -1083,9 +1083,9 @@ static void load_bus(cfg_ld *L, const cJSON *o, const char *P, gw_bus *b)
     static const char *const keys[] = {
         "id", "type", "host", "port", "device", "baud", "parity", "data_bits", "stop_bits",
         "response_timeout_ms", "byte_timeout_ms", "retries", "max_gap", "reconnect_min_ms",
-        "reconnect_max_ms", NULL};
+        "reconnect_max_ms", "accept_any_unit_id", NULL};
     static const char *const types[] = {"tcp", "rtu", NULL};
-    static const char *const tcp_only[] = {"host", "port", NULL};
+    static const char *const tcp_only[] = {"host", "port", "accept_any_unit_id", NULL};
     static const char *const rtu_only[] = {"device", "baud", "parity", "data_bits", "stop_bits",
                                            NULL};
     static const char *const parities[] = {"N", "E", "O", NULL};
@@ -1106,6 +1106,7 @@ static void load_bus(cfg_ld *L, const cJSON *o, const char *P, gw_bus *b)
     if (t == 0 || t < 0) {
         take_str(L, o, P, "host", t == 0 ? F_REQ : 0, &b->host);
         get_int(L, o, P, "port", 1, 65535, 502, &b->port);
+        get_bool(L, o, P, "accept_any_unit_id", 0, &b->any_unit_id);
     }
     if (t == 1 || t < 0) {
         take_str(L, o, P, "device", t == 1 ? F_REQ : 0, &b->device);

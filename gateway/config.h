@@ -85,6 +85,8 @@ typedef struct gw_bus {
     int retries;             /* per request, default 1 */
     int max_gap;             /* registers merged across a gap when coalescing, default 8 */
     int reconnect_min_ms, reconnect_max_ms; /* default 500, 30000 */
+    int any_unit_id;    /* TCP: take answers whatever unit id they carry (devices that
+                         * answer 0 or 255 instead of echoing it); default 0: refused */
 } gw_bus;
 
 typedef struct gw_mqtt_sub {

@@ -45,7 +45,7 @@ static unsigned bytes_for(gw_mb_table t, uint16_t count)
     return gw_mb_table_is_bits(t) ? (count + 7u) / 8u : 2u * count;
 }
 
-int gw_mbframe_tcp_parse(const uint8_t *adu, size_t n, uint16_t tid, uint8_t unit,
+int gw_mbframe_tcp_parse(const uint8_t *adu, size_t n, uint16_t tid, int unit,
                          gw_mb_table t, uint16_t count, uint16_t *dst, int *exc,
                          const char **why)
 {
@@ -68,7 +68,7 @@ int gw_mbframe_tcp_parse(const uint8_t *adu, size_t n, uint16_t tid, uint8_t uni
         *why = "MBAP length mismatch";
         return GW_EDECODE;
     }
-    if (adu[6] != unit) {
+    if (unit >= 0 && adu[6] != unit) {
         *why = "unit id mismatch";
         return GW_EDECODE;
     }

@@ -38,8 +38,9 @@ int gw_mbframe_tcp_expected(const uint8_t *head, uint8_t fc);
 /* Check a complete answer adu[0..n) to the request (tid, unit, t, count). Returns 0 with
  * dst[0..count) filled (registers, or one 0/1 per bit); GW_EPROTO with *exc set (a
  * well-formed exception answer); GW_EDECODE with *why set to a static description
- * ("unit id mismatch", "MBAP length mismatch", ...) when any field disagrees. */
-int gw_mbframe_tcp_parse(const uint8_t *adu, size_t n, uint16_t tid, uint8_t unit,
+ * ("unit id mismatch", "MBAP length mismatch", ...) when any field disagrees. unit < 0
+ * takes any unit id (the bus option accept_any_unit_id). */
+int gw_mbframe_tcp_parse(const uint8_t *adu, size_t n, uint16_t tid, int unit,
                          gw_mb_table t, uint16_t count, uint16_t *dst, int *exc,
                          const char **why);
 

@@ -393,7 +393,8 @@ static int tcp_read(mb_conn *c, const gw_plan_read *r, int unit, uint16_t *dst)
         return EMBBADDATA;
     }
     int exc;
-    int rc = gw_mbframe_tcp_parse(rsp, got, tid, (uint8_t)unit, r->table, r->count, dst, &exc,
+    int rc = gw_mbframe_tcp_parse(rsp, got, tid, c->bus->any_unit_id ? -1 : unit, r->table,
+                                  r->count, dst, &exc,
                                   &c->why);
     if (rc == GW_EPROTO) { /* codes libmodbus has no errno for are malformed, as there */
         if (exc <= EMBXGTAR - MODBUS_ENOBASE)

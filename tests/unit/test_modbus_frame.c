@@ -90,6 +90,15 @@ static void test_exception(void **state)
     a[6] = 8; /* an exception from another unit is not this device's */
     assert_int_equal(parse(a, sizeof a, GW_MB_HOLDING, 3, d, &exc, &why), GW_EDECODE);
     assert_string_equal(why, "unit id mismatch");
+    /* a bus with accept_any_unit_id: the same answer is taken */
+    assert_int_equal(gw_mbframe_tcp_parse(a, sizeof a, 0x1234, -1, GW_MB_HOLDING, 3, d, &exc, &why),
+                     GW_EPROTO);
+    assert_int_equal(exc, 4);
+    uint8_t g[] = {0x12, 0x34, 0, 0, 0, 5, 255, 3, 2, 0x01, 0x02};
+    assert_int_equal(gw_mbframe_tcp_parse(g, sizeof g, 0x1234, -1, GW_MB_HOLDING, 1, d, &exc, &why), 0);
+    assert_int_equal(d[0], 0x0102);
+    assert_int_equal(gw_mbframe_tcp_parse(g, sizeof g, 0x1234, 7, GW_MB_HOLDING, 1, d, &exc, &why),
+                     GW_EDECODE);
 }
 
 /* Every field of a good answer changed alone is refused, with its name. */
