@@ -206,6 +206,8 @@ int gw_queue_pop_many(gw_queue *q, void *items, size_t max, int timeout_ms)
         q->head = (q->head + 1) % q->capacity;
     }
     q->count -= n;
+    if (q->count == 0)
+        q->head = 0; /* drained: the next items reuse the slots still in cache */
     q->st.popped += n;
     pthread_cond_broadcast(&q->not_full);
     pthread_mutex_unlock(&q->lock);
