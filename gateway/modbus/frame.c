@@ -40,6 +40,18 @@ int gw_mbframe_tcp_expected(const uint8_t *head, uint8_t fc)
     return GW_MBF_TCP_HEAD + head[8]; /* at most 9 + 255 - the caller bounds it */
 }
 
+size_t gw_mbframe_tcp_stale(const uint8_t *mbap, uint16_t tid)
+{
+    unsigned old = (unsigned)mbap[0] << 8 | mbap[1];
+    uint16_t back = (uint16_t)(tid - old);
+    size_t len = (size_t)mbap[4] << 8 | mbap[5];
+    if (old == 0 || back == 0 || back > GW_MBF_TCP_STALE_WINDOW || mbap[2] != 0 || mbap[3] != 0)
+        return 0;
+    if (len < 3 || 6 + len > GW_MBF_TCP_MAX_ADU)
+        return 0;
+    return 6 + len;
+}
+
 static unsigned bytes_for(gw_mb_table t, uint16_t count)
 {
     return gw_mb_table_is_bits(t) ? (count + 7u) / 8u : 2u * count;

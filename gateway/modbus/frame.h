@@ -35,6 +35,17 @@ size_t gw_mbframe_tcp_request(uint8_t out[GW_MBF_TCP_REQ_LEN], uint16_t tid, uin
  * nor fc | 0x80 (then nothing tells how long the answer is). */
 int gw_mbframe_tcp_expected(const uint8_t *head, uint8_t fc);
 
+/* How many transaction ids before the current one count as earlier requests of this
+ * connection (a late answer to one of them is discarded, not taken as malformed). */
+#define GW_MBF_TCP_STALE_WINDOW 64
+
+/* From the first 7 bytes (MBAP) of what arrived while waiting for the answer to tid:
+ * when they head a late answer to one of the GW_MBF_TCP_STALE_WINDOW requests before tid
+ * (transaction id not 0: the poller never sends 0; protocol id 0; an MBAP length a
+ * Modbus answer can have: 3..254), the length of that
+ * whole frame (9..GW_MBF_TCP_MAX_ADU), which the reader discards; else 0. */
+size_t gw_mbframe_tcp_stale(const uint8_t *mbap, uint16_t tid);
+
 /* Check a complete answer adu[0..n) to the request (tid, unit, t, count). Returns 0 with
  * dst[0..count) filled (registers, or one 0/1 per bit); GW_EPROTO with *exc set (a
  * well-formed exception answer); GW_EDECODE with *why set to a static description

@@ -324,8 +324,9 @@ static int conn_open(gw_poller *p, mb_conn *c, char *err, size_t errn)
  * the answer checked (libmodbus 3.1.6 takes an answer with another unit id or a wrong
  * MBAP length). One poll() and one greedy recv() in the usual case: the whole answer
  * arrives in one segment (libmodbus: a select() and a recv() per header / count / data
- * step). Bytes beyond the answer mean the stream is out of step: malformed, and the
- * caller flushes. Returns 0 or an errno as libmodbus sets them: MODBUS_ENOBASE + code
+ * step). A late answer to one of the previous requests ahead of it is discarded (its
+ * transaction id, gw_mbframe_tcp_stale). Bytes beyond the answer mean the stream is out
+ * of step: malformed, and the caller flushes. Returns 0 or an errno as libmodbus sets them: MODBUS_ENOBASE + code
  * (exception), ETIMEDOUT, EMBBADDATA (malformed; c->why says which field), or the
  * link's error. */
 static int tcp_read(mb_conn *c, const gw_plan_read *r, int unit, uint16_t *dst)
@@ -333,6 +334,9 @@ static int tcp_read(mb_conn *c, const gw_plan_read *r, int unit, uint16_t *dst)
     uint8_t req[GW_MBF_TCP_REQ_LEN], rsp[GW_MBF_TCP_MAX_ADU];
     int fd = modbus_get_socket(c->ctx);
     uint16_t tid = ++c->tid;
+    if (tid == 0) /* never sent: a device that answers 0 whatever it was asked is wrong,
+                     not late (gw_mbframe_tcp_stale) */
+        tid = ++c->tid;
     gw_mbframe_tcp_request(req, tid, (uint8_t)unit, r->table, r->address, r->count);
     for (size_t o = 0; o < sizeof req;) {
         ssize_t w = send(fd, req + o, sizeof req - o, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -374,7 +378,27 @@ static int tcp_read(mb_conn *c, const gw_plan_read *r, int unit, uint16_t *dst)
             return errno;
         }
         got += (size_t)n;
-        if (!total && got >= GW_MBF_TCP_HEAD) {
+        /* Late answers to earlier requests (their reader timed out, and the flush ran
+         * before they came) go whole, by their MBAP length, without a bad frame or a
+         * retry: taking them as this answer, or failing this read on them, would put
+         * every later answer one request behind. */
+        while (!total && got >= 7) {
+            size_t stale = gw_mbframe_tcp_stale(rsp, tid);
+            if (stale) {
+                if (got < stale)
+                    break; /* the rest of it first */
+                gw_debug(AREA, "bus %s: late answer (transaction %u) discarded", c->bus->id,
+                         (unsigned)(rsp[0] << 8 | rsp[1]));
+                memmove(rsp, rsp + stale, got - stale);
+                got -= stale;
+                continue;
+            }
+            if (((unsigned)rsp[4] << 8 | rsp[5]) < 3) { /* unit + function + 1 at least */
+                c->why = "MBAP length mismatch";
+                return EMBBADDATA;
+            }
+            if (got < GW_MBF_TCP_HEAD)
+                break;
             total = gw_mbframe_tcp_expected(rsp, gw_mbframe_function(r->table));
             if (total < 0 || total > GW_MBF_TCP_MAX_ADU) {
                 c->why = "function code mismatch";

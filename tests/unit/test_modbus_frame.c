@@ -159,12 +159,89 @@ static void test_lengths(void **state)
     assert_int_equal(gw_mbframe_tcp_expected(a, 3), 259);
 }
 
+/* Coils / discrete inputs whose count is not a multiple of 8: ceil(count / 8) bytes, bits
+ * LSB first, the padding bits of the last byte ignored; the largest read (2000 bits). */
+static void test_bit_counts(void **state)
+{
+    (void)state;
+    static const uint16_t counts[] = {1, 7, 8, 9, 15, 16, 17, 2000};
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+        uint16_t count = counts[c];
+        unsigned nb = (count + 7u) / 8u;
+        uint8_t a[GW_MBF_TCP_MAX_ADU] = {0x12, 0x34, 0, 0, (uint8_t)((nb + 3) >> 8),
+                                         (uint8_t)(nb + 3), 7, 2, (uint8_t)nb};
+        for (unsigned i = 0; i < nb; i++)
+            a[9 + i] = (uint8_t)(0xA5 ^ i);
+        for (unsigned i = count; i < nb * 8; i++) /* padding set: must be ignored */
+            a[9 + i / 8] |= (uint8_t)(1u << (i % 8));
+        assert_int_equal(gw_mbframe_tcp_expected(a, 2), (int)(9 + nb));
+        static uint16_t d[2001];
+        d[count] = 0x7777;
+        int exc;
+        const char *why;
+        assert_int_equal(parse(a, 9 + nb, GW_MB_DISCRETE, count, d, &exc, &why), 0);
+        for (unsigned i = 0; i < count; i++)
+            assert_int_equal(d[i], ((0xA5u ^ (i / 8)) >> (i % 8)) & 1u);
+        assert_int_equal(d[count], 0x7777); /* nothing past count written */
+        /* one byte too many or too few for count */
+        a[8] = (uint8_t)(nb + 1);
+        assert_int_equal(parse(a, 9 + nb, GW_MB_DISCRETE, count, d, &exc, &why), GW_EDECODE);
+        if (count > 1) {
+            a[8] = (uint8_t)nb;
+            assert_int_equal(parse(a, 9 + nb, GW_MB_DISCRETE, (uint16_t)(count + 8), d, &exc, &why),
+                             GW_EDECODE);
+        }
+    }
+}
+
+/* Which heads are late answers to earlier requests, and how long they are. */
+static void test_stale(void **state)
+{
+    (void)state;
+    uint8_t a[64];
+    good_regs(a); /* tid 0x1234, MBAP length 9: 15 bytes */
+    assert_int_equal(gw_mbframe_tcp_stale(a, 0x1234), 0);  /* the current answer */
+    assert_int_equal(gw_mbframe_tcp_stale(a, 0x1235), 15); /* the one before */
+    assert_int_equal(gw_mbframe_tcp_stale(a, 0x1234 + GW_MBF_TCP_STALE_WINDOW), 15);
+    assert_int_equal(gw_mbframe_tcp_stale(a, 0x1234 + GW_MBF_TCP_STALE_WINDOW + 1), 0);
+    assert_int_equal(gw_mbframe_tcp_stale(a, 0x1233), 0); /* from the future: not ours */
+    assert_int_equal(gw_mbframe_tcp_stale(a, 0x1234 ^ 0x55AA), 0);
+    /* across the wrap: 0xFFFF was sent before 1 (0 is never sent) */
+    a[0] = 0xFF;
+    a[1] = 0xFF;
+    assert_int_equal(gw_mbframe_tcp_stale(a, 1), 15);
+    a[0] = 0;
+    a[1] = 0;
+    assert_int_equal(gw_mbframe_tcp_stale(a, 1), 0);
+    assert_int_equal(gw_mbframe_tcp_stale(a, 5), 0);
+    a[0] = 0x12;
+    a[1] = 0x33;
+    /* an exception (9 bytes), the longest answer, and lengths no answer has */
+    a[5] = 3;
+    assert_int_equal(gw_mbframe_tcp_stale(a, 0x1234), 9);
+    a[4] = 0;
+    a[5] = 254;
+    assert_int_equal(gw_mbframe_tcp_stale(a, 0x1234), GW_MBF_TCP_MAX_ADU);
+    a[5] = 255;
+    assert_int_equal(gw_mbframe_tcp_stale(a, 0x1234), 0);
+    a[4] = 0xFF;
+    a[5] = 0xFF;
+    assert_int_equal(gw_mbframe_tcp_stale(a, 0x1234), 0);
+    a[4] = 0;
+    a[5] = 2;
+    assert_int_equal(gw_mbframe_tcp_stale(a, 0x1234), 0);
+    a[5] = 9;
+    a[2] = 1; /* not Modbus */
+    assert_int_equal(gw_mbframe_tcp_stale(a, 0x1234), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request),        cmocka_unit_test(test_good_registers),
         cmocka_unit_test(test_good_bits),      cmocka_unit_test(test_exception),
         cmocka_unit_test(test_each_wrong_field), cmocka_unit_test(test_lengths),
+        cmocka_unit_test(test_bit_counts),     cmocka_unit_test(test_stale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
