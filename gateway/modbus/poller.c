@@ -352,7 +352,13 @@ static int tcp_read(mb_conn *c, const gw_plan_read *r, int unit, uint16_t *dst)
     for (int first = 1;; first = 0) {
         int wait;
         if (got > 0 && c->bt_ms > 0) {
-            wait = c->bt_ms; /* the byte timeout bounds each gap after the first byte */
+            /* the byte timeout bounds each gap after the first byte, and the whole
+             * answer ends by the response deadline plus one byte timeout: a device
+             * that drips bytes costs the others no more than that */
+            int64_t left = deadline + c->bt_ms - gw_mono_ms();
+            if (left <= 0)
+                return ETIMEDOUT;
+            wait = left < c->bt_ms ? (int)left : c->bt_ms;
         } else if (first) {
             wait = c->rt_ms;
         } else {

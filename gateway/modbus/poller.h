@@ -20,7 +20,8 @@
  *
  * Failure handling (libmodbus error recovery stays NONE; our own policy):
  *  - per request: response_timeout_ms bounds a whole answer (byte_timeout_ms 0) or the
- *    first byte (then byte_timeout_ms bounds each gap); a timeout, CRC error or malformed
+ *    first byte (then byte_timeout_ms bounds each gap, and on TCP the whole answer ends
+ *    by the response timeout plus one byte timeout); a timeout, CRC error or malformed
  *    answer is retried up to `retries` times after modbus_flush() so a late answer is
  *    never taken for the next one. TCP reads are framed by the poller (frame.h) on the
  *    context's socket: an answer counts only when its transaction id, protocol id,

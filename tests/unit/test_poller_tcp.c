@@ -39,6 +39,8 @@ typedef enum {
     A_LATE,      /* answer after RT_MS + 60 ms (after the poller gave up) */
     A_HOLD,      /* answer with the next request's answer, in the same segment */
     A_DRIP,      /* one byte per segment, 3 ms apart */
+    A_DRIP_SLOW, /* one byte per segment, 30 ms apart: each gap within a 40 ms byte
+                  * timeout, the whole answer (>= 300 ms) past RT_MS + 40 */
     A_CLOSE_MID, /* half the answer, then close */
     A_EXC4,      /* exception 04 */
     A_UNIT0,     /* answer with unit id 0 */
@@ -153,9 +155,10 @@ static void serve(int fd)
             F.held_n = n;
             break;
         case A_DRIP:
+        case A_DRIP_SLOW:
             for (size_t i = 0; i < n; i++) {
                 send_all(fd, a + i, 1);
-                usleep(3000);
+                usleep(act == A_DRIP ? 3000 : 30000);
             }
             break;
         case A_CLOSE_MID:
@@ -459,6 +462,23 @@ static void test_drip(void **st)
     }
 }
 
+/* A device that keeps each gap within the byte timeout but drips the answer: the whole
+ * answer must still end by the response deadline plus one byte timeout. */
+static void test_drip_capped(void **st)
+{
+    (void)st;
+    rig r;
+    rig_open(&r, 0, 7, 0, 40);
+    F.script[0] = A_DRIP_SLOW;
+    F.n_script = 1;
+    int64_t t0 = gw_mono_ms();
+    gw_poller_poll_once(r.p, 0, &rep);
+    int64_t dt = gw_mono_ms() - t0;
+    assert_int_equal(rep.reads[0].rc, GW_ETIMEDOUT); /* the script's first request */
+    assert_true(dt < RT_MS + 40 + 60 + RT_MS); /* this read, plus at most the next one */
+    rig_close(&r);
+}
+
 /* Half an answer, then the peer closes: a lost link (GW_EIO, comm_error), and the next
  * cycle reconnects and reads on the new socket. */
 static void test_close_mid_answer(void **st)
@@ -561,6 +581,7 @@ int main(void)
         cmocka_unit_test(test_stale_exception_then_answer),
         cmocka_unit_test(test_huge_mbap_length),
         cmocka_unit_test(test_drip),
+        cmocka_unit_test(test_drip_capped),
         cmocka_unit_test(test_close_mid_answer),
         cmocka_unit_test(test_exception_and_short_exception),
         cmocka_unit_test(test_unit_ids),
