@@ -772,11 +772,12 @@ static char *http_metrics(void *ctx)
                     "citygate_modbus_errors_total{kind=\"timeout\"} %llu\n"
                     "citygate_modbus_errors_total{kind=\"crc\"} %llu\n"
                     "citygate_modbus_errors_total{kind=\"bad_frame\"} %llu\n"
+                    "citygate_modbus_errors_total{kind=\"late_answer\"} %llu\n"
                     "citygate_modbus_errors_total{kind=\"exception\"} %llu\n"
                     "citygate_modbus_errors_total{kind=\"connect\"} %llu\n",
                 (unsigned long long)ps.timeouts, (unsigned long long)ps.crc_errors,
-                (unsigned long long)ps.bad_frames, (unsigned long long)ps.exceptions,
-                (unsigned long long)ps.connect_failures);
+                (unsigned long long)ps.bad_frames, (unsigned long long)ps.late_answers,
+                (unsigned long long)ps.exceptions, (unsigned long long)ps.connect_failures);
         mprintf(&b, "# HELP citygate_modbus_exceptions_total Modbus exception answers by code.\n"
                     "# TYPE citygate_modbus_exceptions_total counter\n");
         for (int code = 1; code < 12; code++)

@@ -39,6 +39,7 @@ typedef struct mb_heap_ent {
 struct mb_conn {
     const gw_bus *bus;
     modbus_t *ctx;          /* created on first connect, kept for reconnects */
+    unsigned late;          /* late answers discarded by the read in progress */
     int open;               /* ctx is connected */
     int busy;               /* taken by a worker (p->mu) */
     int queued;             /* in the heap (p->mu) */
@@ -395,6 +396,7 @@ static int tcp_read(mb_conn *c, const gw_plan_read *r, int unit, uint16_t *dst)
                     break; /* the rest of it first */
                 gw_debug(AREA, "bus %s: late answer (transaction %u) discarded", c->bus->id,
                          (unsigned)(rsp[0] << 8 | rsp[1]));
+                c->late++;
                 memmove(rsp, rsp + stale, got - stale);
                 got -= stale;
                 continue;
@@ -453,6 +455,10 @@ static int do_read(gw_poller *p, mb_conn *c, const gw_plan_read *r, int unit, ui
         int n;
         if (c->bus->type == GW_BUS_TCP) {
             int te = tcp_read(c, r, unit, dst);
+            if (c->late) {
+                cnt(&p->st.late_answers, c->late);
+                c->late = 0;
+            }
             n = te == 0 ? r->count : -1;
             errno = te;
         } else switch (r->table) {

@@ -88,6 +88,7 @@ typedef struct gw_poller_stats {
     uint64_t timeouts;
     uint64_t crc_errors;
     uint64_t bad_frames;      /* malformed: short, wrong unit / transaction id / MBAP length */
+    uint64_t late_answers;    /* TCP: answers to an earlier request that timed out, dropped */
     uint64_t exceptions;      /* all codes */
     uint64_t exception_code[12]; /* per Modbus exception code 1..11 */
     uint64_t splits;          /* merged reads split after exception 02/03 */

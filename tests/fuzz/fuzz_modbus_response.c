@@ -102,6 +102,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     abort();
             }
         }
+        if (an >= 7) { /* a late answer is skipped by its MBAP length: 9..260 bytes */
+            size_t stale = gw_mbframe_tcp_stale(a, (uint16_t)(tid + 1));
+            if (stale && (stale < 9 || stale > 260 || stale != (size_t)(a[4] << 8 | a[5]) + 6))
+                abort();
+        }
     }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)

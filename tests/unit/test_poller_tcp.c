@@ -394,6 +394,7 @@ static void test_late_answer_discarded(void **st)
     gw_poller_stats_get(r.p, &s1);
     assert_int_equal(s1.bad_frames, s0.bad_frames);
     assert_int_equal(s1.responses - s0.responses, 6);
+    assert_int_equal(s1.late_answers - s0.late_answers, 1);
     rig_close(&r);
 }
 
