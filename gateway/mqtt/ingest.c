@@ -744,6 +744,19 @@ fail:
     return rc;
 }
 
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg, const char *name)
+{
+    int err = pthread_create(t, NULL, fn, arg);
+    if (err) {
+        gw_error(AREA, "cannot start thread %s: %s", name, strerror(err));
+        return GW_EIO;
+    }
+#ifdef __GLIBC__
+    pthread_setname_np(*t, name);
+#endif
+    return 0;
+}
+
 int gw_ingest_start(gw_ingest *ing)
 {
     if (ing->started || ing->n_src == 0)
@@ -751,23 +764,11 @@ int gw_ingest_start(gw_ingest *ing)
     ing->stop = 0;
     if (gw_inbox_reopen(ing->box)) /* cannot happen: stop delivers everything */
         return GW_EIO;
-    int err = pthread_create(&ing->decode_thread, NULL, decode_main, ing);
-    if (err) {
-        gw_error(AREA, "cannot start thread: %s", strerror(err));
+    if (start_thread(&ing->decode_thread, decode_main, ing, "mqtt-decode"))
         return GW_EIO;
-    }
-#ifdef __GLIBC__
-    pthread_setname_np(ing->decode_thread, "mqtt-decode");
-#endif
     ing->decode_started = 1;
-    err = pthread_create(&ing->thread, NULL, run, ing);
-    if (err) {
-        gw_error(AREA, "cannot start thread: %s", strerror(err));
+    if (start_thread(&ing->thread, run, ing, "mqtt-ingest"))
         return GW_EIO;
-    }
-#ifdef __GLIBC__
-    pthread_setname_np(ing->thread, "mqtt-ingest");
-#endif
     ing->started = 1;
     return 0;
 }
