@@ -19,32 +19,6 @@ GW=GW-T50
 N=${T50_EVENTS:-5000}
 RATE=${T50_RATE:-400}
 
-start_persistent_broker() {
-    local port=$1
-    mkdir -p "$T/mosqdb"
-    cat >"$T/mosquitto-persist.conf" <<EOF
-listener $port 127.0.0.1
-allow_anonymous true
-user $(id -un)
-persistence true
-persistence_location $T/mosqdb/
-autosave_interval 1
-log_dest file $T/mosquitto.log
-log_type error
-log_type warning
-log_type notice
-connection_messages true
-max_queued_messages 100000
-EOF
-    start_bg mosquitto-proc mosquitto -c "$T/mosquitto-persist.conf"
-    MOSQUITTO_PID=$BG_PID
-    MQTT_PORT=$port
-    export MOSQUITTO_PID MQTT_PORT
-    wait_for "port_listening $port || ! pid_alive $MOSQUITTO_PID" 10 ||
-        fail "mosquitto did not listen on $port"
-    pid_alive "$MOSQUITTO_PID" || fail "mosquitto exited at start"
-}
-
 stat_of() { # stat_of FILE KEY
     [[ -s $1 ]] || { echo -1; return; }
     tr ' ' '\n' <"$1" | sed -n "s/^$2=//p"
@@ -54,7 +28,7 @@ distinct_events() {
     grep -o '"event_id":"ev-[0-9]*"' "$T/verifier.log" 2>/dev/null | sort -u | wc -l
 }
 
-start_persistent_broker "$(free_port)"
+MOSQUITTO_PERSISTENCE=1 start_mosquitto "$(free_port)"
 start_bg verifier mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -i t50-verifier -c -q 1 \
     -t "citygate/$GW/event/#"
 start_bg statuswatch mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -v -t "citygate/$GW/status"
@@ -73,7 +47,7 @@ for sig in TERM KILL TERM KILL; do
     info "broker: $sig (acked so far: $(stat_of "$T/up.stats" acked))"
     stop_mosquitto "$sig"
     sleep 0.6
-    start_persistent_broker "$MQTT_PORT"
+    MOSQUITTO_PERSISTENCE=1 start_mosquitto "$MQTT_PORT"
 done
 
 wait_for "grep -q 'ALL ACKED $N' '$T/driver.log'" 120 ||

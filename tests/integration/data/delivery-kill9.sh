@@ -108,30 +108,7 @@ committed=$(cat "$T"/gw*.log | grep -c ' engine: event #' || true)
 info "$KILLS kills; $committed events committed meanwhile, none delivered yet"
 
 # ---- broker, verifier, last run ------------------------------------------------------
-start_persistent_broker() {
-    mkdir -p "$T/mosqdb"
-    cat >"$T/mosquitto45.conf" <<EOF
-listener $BROKER_PORT 127.0.0.1
-allow_anonymous true
-user $(id -un)
-persistence true
-persistence_location $T/mosqdb/
-autosave_interval 1
-log_dest file $T/mosquitto.log
-log_type error
-log_type warning
-log_type notice
-log_type information
-connection_messages true
-max_queued_messages 100000
-EOF
-    start_bg mosquitto-proc mosquitto -c "$T/mosquitto45.conf"
-    MOSQUITTO_PID=$BG_PID
-    MQTT_PORT=$BROKER_PORT
-    wait_for "port_listening $BROKER_PORT || ! pid_alive $MOSQUITTO_PID" 10 || fail "mosquitto did not listen"
-    pid_alive "$MOSQUITTO_PID" || fail "mosquitto exited at start"
-}
-start_persistent_broker
+MOSQUITTO_PERSISTENCE=1 start_mosquitto "$BROKER_PORT"
 start_bg verifier mosquitto_sub -h 127.0.0.1 -p "$BROKER_PORT" -i t45-verifier -c -q 1 -F '%t %p' \
     -t "citygate/$GW/event/#"
 wait_for "grep -q 'as t45-verifier' '$T/mosquitto.log'" 10 || fail "verifier did not connect"
@@ -152,7 +129,7 @@ if [[ $BROKER_RESTARTS == 1 ]]; then
         info "broker: $sig (acked $acked, outbox depth $(metric citygate_outbox_depth))"
         stop_mosquitto "$sig"
         sleep 0.6
-        start_persistent_broker
+        MOSQUITTO_PERSISTENCE=1 start_mosquitto "$BROKER_PORT"
     done
     losses=$(metric citygate_upstream_connection_losses_total)
     ((losses >= 4)) || fail "the gateway saw $losses connection losses, expected >= 4"
