@@ -178,8 +178,7 @@ static char *run_command(gw_gateway *gw, const char *verb, const char *body, siz
         return error_reply(body, "gateway busy");
     }
     struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    dl.tv_sec += COMMAND_WAIT_MS / 1000;
+    gw_mono_deadline(&dl, COMMAND_WAIT_MS);
     pthread_mutex_lock(&c->lock);
     while (!c->done)
         if (pthread_cond_timedwait(&c->done_cond, &c->lock, &dl) == ETIMEDOUT)

@@ -2,6 +2,7 @@
 
 #include "alloc.h"
 #include "error.h"
+#include "timeutil.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -58,17 +59,6 @@ void gw_queue_free(gw_queue *q)
     gw_free(q);
 }
 
-static void deadline_after(struct timespec *ts, int timeout_ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += timeout_ms / 1000;
-    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
-}
-
 /* Wait on cond until pred holds, the queue closes, or the deadline passes. */
 static int wait_on(gw_queue *q, pthread_cond_t *cond, int timeout_ms, const struct timespec *dl)
 {
@@ -84,7 +74,7 @@ int gw_queue_push(gw_queue *q, const void *item, int timeout_ms)
 {
     struct timespec dl;
     if (timeout_ms > 0)
-        deadline_after(&dl, timeout_ms);
+        gw_mono_deadline(&dl, timeout_ms);
     pthread_mutex_lock(&q->lock);
     int rc = 0;
     if (q->count == q->capacity && !q->closed) {
@@ -131,7 +121,7 @@ int gw_queue_push_many(gw_queue *q, const void *items, size_t n, int timeout_ms)
 {
     struct timespec dl;
     if (timeout_ms > 0)
-        deadline_after(&dl, timeout_ms);
+        gw_mono_deadline(&dl, timeout_ms);
     const unsigned char *src = items;
     size_t done = 0;
     int closed = 0;
@@ -186,7 +176,7 @@ int gw_queue_pop_many(gw_queue *q, void *items, size_t max, int timeout_ms)
         return GW_EINVAL;
     struct timespec dl;
     if (timeout_ms > 0)
-        deadline_after(&dl, timeout_ms);
+        gw_mono_deadline(&dl, timeout_ms);
     pthread_mutex_lock(&q->lock);
     while (q->count == 0) {
         if (q->closed) {

@@ -20,6 +20,17 @@ int64_t gw_now_ms(void) { return clock_us(CLOCK_REALTIME) / 1000; }
 int64_t gw_mono_us(void) { return clock_us(CLOCK_MONOTONIC); }
 int64_t gw_mono_ms(void) { return clock_us(CLOCK_MONOTONIC) / 1000; }
 
+void gw_mono_deadline(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
 void gw_sleep_ms(int64_t ms)
 {
     if (ms <= 0)

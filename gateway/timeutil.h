@@ -11,6 +11,10 @@ int64_t gw_now_ms(void);
 /* Monotonic clock in milliseconds / microseconds (CLOCK_MONOTONIC), for intervals. */
 int64_t gw_mono_ms(void);
 int64_t gw_mono_us(void);
+/* *ts = the monotonic clock ms milliseconds from now: an absolute deadline for
+ * pthread_cond_timedwait on a condition variable set to CLOCK_MONOTONIC. */
+struct timespec;
+void gw_mono_deadline(struct timespec *ts, int64_t ms);
 
 /* Format ts_us as RFC 3339 with milliseconds in the given UTC offset (minutes, e.g.
  * 480 for +08:00; 0 gives "Z"). Writes at most n bytes including the NUL; returns the

@@ -807,13 +807,7 @@ static void *sender_main(void *arg)
             }
             if (wait > 0) {
                 struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                ts.tv_sec += wait / 1000;
-                ts.tv_nsec += (wait % 1000) * 1000000;
-                if (ts.tv_nsec >= 1000000000) {
-                    ts.tv_sec++;
-                    ts.tv_nsec -= 1000000000;
-                }
+                gw_mono_deadline(&ts, wait);
                 pthread_cond_timedwait(&w->hand_cond, &w->hand_lock, &ts);
             }
         }

@@ -16,6 +16,7 @@
 
 #include "alloc.h"
 #include "error.h"
+#include "timeutil.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -56,18 +57,6 @@ size_t gw_inbox_record_size(size_t topic_len, size_t len)
 static rec *rec_at(gw_inbox *b, size_t off)
 {
     return (rec *)(void *)(b->buf + off);
-}
-
-/* Monotonic deadline ms from now. */
-static void deadline_in(struct timespec *ts, int ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
 }
 
 static int passed(const struct timespec *ts)
@@ -168,7 +157,7 @@ int gw_inbox_put(gw_inbox *b, const gw_inbox_msg *m, int wait_ms)
                 goto full;
             waited = 1;
             b->n_waits++;
-            deadline_in(&deadline, wait_ms);
+            gw_mono_deadline(&deadline, wait_ms);
         } else if (passed(&deadline)) {
             goto full;
         }
@@ -282,7 +271,7 @@ void gw_inbox_end(gw_inbox *b, gw_inbox_batch *it)
      * short (consumer_waits is 0); stop does. */
     if (it->n < GW_INBOX_RELEASE && !b->stop) {
         struct timespec ts;
-        deadline_in(&ts, NAP_MS);
+        gw_mono_deadline(&ts, NAP_MS);
         pthread_cond_timedwait(&b->data_cv, &b->mu, &ts);
     }
     pthread_mutex_unlock(&b->mu);
@@ -308,7 +297,7 @@ int gw_inbox_stopping(gw_inbox *b)
 void gw_inbox_nap(gw_inbox *b, int ms)
 {
     struct timespec ts;
-    deadline_in(&ts, ms);
+    gw_mono_deadline(&ts, ms);
     pthread_mutex_lock(&b->mu);
     while (!b->stop && !passed(&ts))
         pthread_cond_timedwait(&b->data_cv, &b->mu, &ts);
