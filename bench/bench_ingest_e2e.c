@@ -166,11 +166,11 @@ static int core_push(void *ctx, const gw_sample *s)
 }
 
 static int core_message(void *ctx, size_t device_idx, const char *decoder, const char *topic,
-                        const void *payload, size_t len, int64_t recv_ts_us)
+                        const void *payload, size_t len, const cJSON *doc, int64_t recv_ts_us)
 {
     (void)topic;
-    gw_decode_message(((core *)ctx)->dec, device_idx, decoder, payload, len, recv_ts_us,
-                      core_push, ctx);
+    gw_decode_parsed(((core *)ctx)->dec, device_idx, decoder, payload, len, doc, recv_ts_us,
+                     core_push, ctx);
     return 0;
 }
 

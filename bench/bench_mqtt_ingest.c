@@ -271,8 +271,9 @@ static int run_bare(int port, unsigned long n, int qos, counter *c)
 }
 
 static int ingest_hook(void *ctx, size_t dev, const char *decoder, const char *topic,
-                       const void *payload, size_t len, int64_t ts)
+                       const void *payload, size_t len, const struct cJSON *doc, int64_t ts)
 {
+    (void)doc; /* NULL: the device is named in the topic */
     (void)dev;
     (void)decoder;
     (void)topic;

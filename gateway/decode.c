@@ -1022,9 +1022,9 @@ static int starts_json(const uint8_t *p, size_t len)
     return i < len && (p[i] == '{' || p[i] == '[');
 }
 
-int gw_decode_payload(gw_decoders *d, size_t device_idx, const char *decoder,
-                      const void *payload, size_t len, gw_payload_kind kind,
-                      int64_t recv_ts_us, gw_decode_emit_fn emit, void *ctx)
+static int decode(gw_decoders *d, size_t device_idx, const char *decoder, const void *payload,
+                  size_t len, gw_payload_kind kind, const cJSON *doc, int64_t recv_ts_us,
+                  gw_decode_emit_fn emit, void *ctx)
 {
     if (!d || device_idx >= d->n_devs || d->cfg->devices[device_idx].source != GW_SRC_MQTT ||
         !emit || (!payload && len))
@@ -1064,8 +1064,11 @@ int gw_decode_payload(gw_decoders *d, size_t device_idx, const char *decoder,
         goto done;
     }
     int wants_json = first->kind != E_PLUGIN;
-    int is_json = 0;
-    if (kind == GW_PAYLOAD_JSON || (kind == GW_PAYLOAD_AUTO && (wants_json || starts_json(payload, len)))) {
+    int is_json = doc != NULL;
+    if (doc) {
+        /* parsed by the caller with gw_decode_json_parse; the decoders only read it */
+    } else if (kind == GW_PAYLOAD_JSON ||
+               (kind == GW_PAYLOAD_AUTO && (wants_json || starts_json(payload, len)))) {
         int reason = CG_BAD_JSON;
         rc = gw_decode_json_parse(payload, len, d->max_payload[device_idx], &json, &reason);
         if (rc == GW_ENOMEM)
@@ -1080,7 +1083,7 @@ int gw_decode_payload(gw_decoders *d, size_t device_idx, const char *decoder,
         /* A domain plugin gets bytes that only looked like JSON as bytes. */
     }
     msg m = {.sk = sk, .inner = inner, .kind = is_json ? CG_PAYLOAD_JSON : CG_PAYLOAD_BYTES,
-             .p = payload, .len = len, .root = json, .decoder = first_name};
+             .p = payload, .len = len, .root = doc ? (cJSON *)doc : json, .decoder = first_name};
     entry *domain = inner ? inner : first;
     int derive = domain->kind == E_PLUGIN && domain->ctx->plugin->desc.derive;
     sk->collecting = derive;
@@ -1112,10 +1115,25 @@ done:
     return rc;
 }
 
+int gw_decode_payload(gw_decoders *d, size_t device_idx, const char *decoder,
+                      const void *payload, size_t len, gw_payload_kind kind,
+                      int64_t recv_ts_us, gw_decode_emit_fn emit, void *ctx)
+{
+    return decode(d, device_idx, decoder, payload, len, kind, NULL, recv_ts_us, emit, ctx);
+}
+
 int gw_decode_message(gw_decoders *d, size_t device_idx, const char *decoder,
                       const void *payload, size_t len, int64_t recv_ts_us,
                       gw_decode_emit_fn emit, void *ctx)
 {
-    return gw_decode_payload(d, device_idx, decoder, payload, len, GW_PAYLOAD_AUTO, recv_ts_us,
-                             emit, ctx);
+    return decode(d, device_idx, decoder, payload, len, GW_PAYLOAD_AUTO, NULL, recv_ts_us, emit,
+                  ctx);
+}
+
+int gw_decode_parsed(gw_decoders *d, size_t device_idx, const char *decoder,
+                     const void *payload, size_t len, const cJSON *doc, int64_t recv_ts_us,
+                     gw_decode_emit_fn emit, void *ctx)
+{
+    return decode(d, device_idx, decoder, payload, len, GW_PAYLOAD_AUTO, doc, recv_ts_us, emit,
+                  ctx);
 }

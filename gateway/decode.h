@@ -75,6 +75,13 @@ int gw_decode_payload(gw_decoders *d, size_t device_idx, const char *decoder,
                       const void *payload, size_t len, gw_payload_kind kind,
                       int64_t recv_ts_us, gw_decode_emit_fn emit, void *ctx);
 
+/* gw_decode_message for a payload the caller has already parsed with
+ * gw_decode_json_parse into doc (borrowed, not modified): JSON is not parsed again. doc
+ * NULL: exactly gw_decode_message. */
+int gw_decode_parsed(gw_decoders *d, size_t device_idx, const char *decoder,
+                     const void *payload, size_t len, const cJSON *doc, int64_t recv_ts_us,
+                     gw_decode_emit_fn emit, void *ctx);
+
 /* Bad payloads of one device by reason (cg_bad), and in total over all devices. */
 uint64_t gw_decode_bad_count(const gw_decoders *d, size_t device_idx, int reason);
 uint64_t gw_decode_bad_total(const gw_decoders *d);

@@ -448,12 +448,12 @@ static int batch_sample(void *ctx, const gw_sample *s)
 
 /* Ingest hook ("mqtt-decode" thread): decode, gather the samples. */
 static int ingest_message(void *ctx, size_t device_idx, const char *decoder, const char *topic,
-                          const void *payload, size_t len, int64_t recv_ts_us)
+                          const void *payload, size_t len, const cJSON *doc, int64_t recv_ts_us)
 {
     gw_gateway *gw = ctx;
     (void)topic;
-    gw_decode_message(gw->decoders, device_idx, decoder, payload, len, recv_ts_us,
-                      batch_sample, gw);
+    gw_decode_parsed(gw->decoders, device_idx, decoder, payload, len, doc, recv_ts_us,
+                     batch_sample, gw);
     return 0; /* a decode error is counted by the decoder; the message is consumed */
 }
 

@@ -13,6 +13,7 @@
 #include "mqtt/ingest.h"
 
 #include "alloc.h"
+#include "decode.h"
 #include "error.h"
 #include "log.h"
 #include "mqtt/client.h"
@@ -102,48 +103,6 @@ struct gw_ingest {
 };
 
 /* ---- JSON path ----------------------------------------------------------------------- */
-
-const struct cJSON *gw_ingest_json_path(const struct cJSON *root, const char *path)
-{
-    const cJSON *cur = root;
-    const char *p = path;
-    char name[KEY_MAX];
-    if (!root || !path || !*path)
-        return NULL;
-    while (*p) {
-        size_t n = strcspn(p, ".[");
-        if (n >= sizeof name)
-            return NULL;
-        if (n > 0) {
-            memcpy(name, p, n);
-            name[n] = '\0';
-            if (!cJSON_IsObject(cur))
-                return NULL;
-            cur = cJSON_GetObjectItemCaseSensitive(cur, name);
-            if (!cur)
-                return NULL;
-            p += n;
-        }
-        while (*p == '[') {
-            char *end = NULL;
-            long i = strtol(p + 1, &end, 10);
-            if (end == p + 1 || *end != ']' || i < 0 || i > 100000 || !cJSON_IsArray(cur))
-                return NULL;
-            cur = cJSON_GetArrayItem(cur, (int)i);
-            if (!cur)
-                return NULL;
-            p = end + 1;
-        }
-        if (*p == '.') {
-            p++;
-            if (!*p || *p == '.' || *p == '[')
-                return NULL;
-        } else if (*p) {
-            return NULL;
-        }
-    }
-    return cur;
-}
 
 /* Syntax of a device_key path: name ( "[" digits "]" )* ( "." name ... )*, where a
  * name is 1+ bytes other than ".", "[", "]" and control characters. */
@@ -237,29 +196,27 @@ static void count_bad(source *s, int why, const char *topic, size_t len)
                 names[why]);
 }
 
-/* Device key from the payload (NUL-terminated, len bytes) by JSON path, into
- * key[KEY_MAX]. Returns 0 or BAD_*. */
-static int key_from_payload(const char *path, const char *payload, size_t len, char *key)
+/* Device key from the payload by JSON path, into key[KEY_MAX]. The payload is parsed
+ * as the decoders parse it (gw_decode_json_parse: size, depth, whole buffer); *doc
+ * gets the tree (the caller frees it with cJSON_Delete) so that the decoder need not
+ * parse it again. Returns 0 or BAD_*. */
+static int key_from_payload(const char *path, const char *payload, size_t len, size_t max,
+                            char *key, cJSON **doc)
 {
-    /* an embedded NUL would end the parse early: require the whole buffer */
-    if (strlen(payload) != len)
+    int reason;
+    if (gw_decode_json_parse(payload, len, max, doc, &reason))
         return BAD_JSON;
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithOpts(payload, &end, 1);
-    if (!root)
-        return BAD_JSON;
-    int rc = BAD_NO_KEY;
-    const cJSON *v = gw_ingest_json_path(root, path);
+    const cJSON *v = gw_decode_json_path(*doc, path);
     if (cJSON_IsString(v) && v->valuestring[0] && strlen(v->valuestring) < KEY_MAX) {
         strcpy(key, v->valuestring);
-        rc = 0;
-    } else if (cJSON_IsNumber(v) && isfinite(v->valuedouble) &&
-               v->valuedouble == floor(v->valuedouble) && fabs(v->valuedouble) < 1e15) {
-        snprintf(key, KEY_MAX, "%.0f", v->valuedouble);
-        rc = 0;
+        return 0;
     }
-    cJSON_Delete(root);
-    return rc;
+    if (cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble == floor(v->valuedouble) &&
+        fabs(v->valuedouble) < 1e15) {
+        snprintf(key, KEY_MAX, "%.0f", v->valuedouble);
+        return 0;
+    }
+    return BAD_NO_KEY;
 }
 
 /* ---- the inbox (mqtt/inbox.h): owner = the source, tag = the subscription index, key =
@@ -331,41 +288,18 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
 
 /* ---- message path, part 2: the "mqtt-decode" thread ------------------------------------------ */
 
-/* Find the device of one message and hand it to the core. A hook that says "full" is
- * called again (10 ms, doubling to 500 ms) until it takes the message or the ingest
- * stops: messages stay in order and none is taken twice. */
-static void deliver(gw_ingest *ing, const gw_inbox_msg *r)
+/* Hand one message to the core. A hook that says "full" is called again (10 ms,
+ * doubling to 500 ms) until it takes the message or the ingest stops: messages stay in
+ * order and none is taken twice. doc: the payload already parsed, or NULL. */
+static void hand_over(gw_ingest *ing, source *s, const devkey *dk, const isub *sub,
+                      const gw_inbox_msg *r, const cJSON *doc)
 {
-    source *s = r->owner;
-    const isub *sub = &s->subs[r->tag];
-    const char *topic = r->topic;
-    const char *payload = r->payload;
-    char key[KEY_MAX];
-    int bad = 0;
-    if (r->has_key) {
-        size_t n = r->key_len < sizeof key ? r->key_len : sizeof key - 1;
-        memcpy(key, topic + r->key_off, n); /* too long: cannot match, logged as unknown */
-        key[n] = '\0';
-    } else if (sub->cfg->device_key) {
-        bad = key_from_payload(sub->cfg->device_key, payload, r->len, key);
-    } else {
-        bad = BAD_NO_KEY;
-    }
-    if (bad) {
-        count_bad(s, bad, topic, r->len);
-        return;
-    }
-    const devkey *dk = find_key(s, key);
-    if (!dk) {
-        unknown_device(s, key, topic);
-        return;
-    }
     /* The subscription's decoder: gw_decode_message applies the device's own decoder
      * itself (after unwrapping an envelope such as chirpstack), see decode.h. */
     const char *decoder = sub->cfg->decoder ? sub->cfg->decoder : "json";
     for (int wait = 10;; wait = wait * 2 < RETRY_MAX_MS ? wait * 2 : RETRY_MAX_MS) {
-        int rc = ing->hooks.on_message(ing->hooks.ctx, dk->device_idx, decoder, topic,
-                                       payload, r->len, r->recv_us);
+        int rc = ing->hooks.on_message(ing->hooks.ctx, dk->device_idx, decoder, r->topic,
+                                       r->payload, r->len, doc, r->recv_us);
         if (rc == 0) {
             COUNT(s, matched);
             return;
@@ -382,11 +316,41 @@ static void deliver(gw_ingest *ing, const gw_inbox_msg *r)
             COUNT(s, rejected);
             gw_complain(&s->stop_complaint, 0, 10000, 600000, GW_LOG_WARN, AREA,
                         "%s: stopping with the core queue full: messages dropped (e.g. on %.128s; "
-                        "see the rejected count)", s->cfg->id, topic);
+                        "see the rejected count)", s->cfg->id, r->topic);
             return;
         }
         gw_inbox_nap(ing->box, wait);
     }
+}
+
+/* Find the device of one message (a named topic level, or a JSON path into the
+ * payload, which is then parsed once for the key and the decoder) and hand it over. */
+static void deliver(gw_ingest *ing, const gw_inbox_msg *r)
+{
+    source *s = r->owner;
+    const isub *sub = &s->subs[r->tag];
+    const char *topic = r->topic;
+    const char *payload = r->payload;
+    char key[KEY_MAX];
+    cJSON *doc = NULL;
+    int bad = 0;
+    if (r->has_key) {
+        size_t n = r->key_len < sizeof key ? r->key_len : sizeof key - 1;
+        memcpy(key, topic + r->key_off, n); /* too long: cannot match, logged as unknown */
+        key[n] = '\0';
+    } else if (sub->cfg->device_key) {
+        bad = key_from_payload(sub->cfg->device_key, payload, r->len, s->max_payload, key, &doc);
+    } else {
+        bad = BAD_NO_KEY;
+    }
+    const devkey *dk = bad ? NULL : find_key(s, key);
+    if (bad)
+        count_bad(s, bad, topic, r->len);
+    else if (!dk)
+        unknown_device(s, key, topic);
+    if (dk)
+        hand_over(ing, s, dk, sub, r, doc);
+    cJSON_Delete(doc);
 }
 
 static void *decode_main(void *arg)

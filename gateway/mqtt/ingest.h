@@ -47,13 +47,18 @@
 
 #include "config.h"
 
+struct cJSON;
+
 typedef struct gw_ingest_hooks {
     void *ctx;
     /* device_idx indexes cfg->devices; decoder, topic (NUL-terminated) and payload
-     * (len bytes, NOT NUL-terminated) are borrowed for the call only. recv_ts_us is
-     * the wall-clock receive time. Required. */
+     * (len bytes, NOT NUL-terminated) are borrowed for the call only. doc: on a
+     * device_key subscription the payload as parsed (gw_decode_json_parse) to find the
+     * device, for gw_decode_parsed, so it is not parsed twice; else NULL. Borrowed,
+     * read only. recv_ts_us is the wall-clock receive time. Required. */
     int (*on_message)(void *ctx, size_t device_idx, const char *decoder, const char *topic,
-                      const void *payload, size_t len, int64_t recv_ts_us);
+                      const void *payload, size_t len, const struct cJSON *doc,
+                      int64_t recv_ts_us);
     /* Optional: called after each batch of on_message calls (a hook that gathers
      * samples across messages hands them over here). Same thread. */
     void (*flush)(void *ctx);
@@ -95,10 +100,5 @@ void gw_ingest_free(gw_ingest *ing);
 size_t gw_ingest_n_sources(const gw_ingest *ing);
 /* Counters of source i (index into cfg->mqtt_sources). Returns 0 or GW_EINVAL. */
 int gw_ingest_stats_get(gw_ingest *ing, size_t i, gw_ingest_stats *out);
-
-/* Resolve a dotted JSON path ("a.b[2].c") in root. Returns the item or NULL. Exposed
- * for tests. Thread: any. */
-struct cJSON;
-const struct cJSON *gw_ingest_json_path(const struct cJSON *root, const char *path);
 
 #endif

@@ -46,6 +46,11 @@ expect_stat "$S" matched 4
 [[ $(msgs "device=mh-0102 decoder=chirpstack") == 1 ]] || fail "case-insensitive key (the subscription decoder is passed; decode.c applies the device decoder)"
 [[ $(msgs "device=wm-7 decoder=json topic=city/sensors/json") == 1 ]] || fail "JSON path: wm-7"
 [[ $(msgs "device=lamp-9 decoder=json") == 1 ]] || fail "JSON path with a numeric key: lamp-9"
+# a JSON-path message reaches the hook parsed (the decoder does not parse it again)
+[[ $(msgs "device=wm-7 decoder=json topic=city/sensors/json len=[0-9]* doc=1 ") == 1 ]] ||
+    fail "JSON path: the hook did not get the parsed payload"
+[[ $(msgs "device=mh-0101 decoder=chirpstack topic=[^ ]* len=[0-9]* doc=0 ") == 1 ]] ||
+    fail "named segment: the payload was parsed though no key had to be read from it"
 
 # --- bad input, each followed by a good message (dropped alone) ---------------------------
 good() { pub -t "$UP/24e124713b100001/event/up" -m "{\"good\":$1}"; }

@@ -11,8 +11,9 @@
  * 24e124713b100001), mh-0102 (key 24E124713B100002, decoder override "manhole"),
  * wm-7 (key sensor-7), lamp-9 (key 9, numeric in payloads), and mh-0900 on another
  * source (key 24e1247100000900: must count as unknown here).
- * Each taken message prints "MSG device=<id> decoder=<d> topic=<t> len=<n>
- * body=<payload, up to 80 bytes, non-printables as '.'>". --full-first K makes the
+ * Each taken message prints "MSG device=<id> decoder=<d> topic=<t> len=<n> doc=<1 when
+ * the hook got the payload parsed, else 0> body=<payload, up to 80 bytes, non-printables
+ * as '.'>". --full-first K makes the
  * first K hand-overs answer GW_EFULL (queue full). --check: payloads are "seq=N;" and
  * then byte i is 'a' + (N + i) % 26; each prints "SEQ N LEN ok" (or what is wrong)
  * instead. --slow-first N: the first N hand-overs take 50 ms each, so the inbox fills
@@ -67,7 +68,8 @@ static void check_payload(const void *payload, size_t len)
 }
 
 static int on_message(void *ctx, size_t device_idx, const char *decoder, const char *topic,
-                      const void *payload, size_t len, int64_t recv_ts_us)
+                      const void *payload, size_t len, const struct cJSON *doc,
+                      int64_t recv_ts_us)
 {
     drv *d = ctx;
     (void)recv_ts_us;
@@ -89,8 +91,8 @@ static int on_message(void *ctx, size_t device_idx, const char *decoder, const c
         body[i] = c >= 0x20 && c < 0x7f ? (char)c : '.';
     }
     body[n] = '\0';
-    printf("MSG device=%s decoder=%s topic=%s len=%zu body=%s\n", d->cfg->devices[device_idx].id,
-           decoder, topic, len, body);
+    printf("MSG device=%s decoder=%s topic=%s len=%zu doc=%d body=%s\n",
+           d->cfg->devices[device_idx].id, decoder, topic, len, doc != NULL, body);
     return 0;
 }
 
