@@ -26,13 +26,20 @@ int gw_quality_parse(const char *name, gw_quality *out)
     return GW_EINVAL;
 }
 
+void gw_strlcpy(char *dst, const char *src, size_t size)
+{
+    size_t n = src ? strnlen(src, size - 1) : 0;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = '\0';
+}
+
 void gw_sample_set(gw_sample *s, const char *device, const char *field, double value,
                    const char *unit, gw_quality q, int64_t ts_us)
 {
     memset(s, 0, sizeof *s);
-    snprintf(s->device, sizeof s->device, "%s", device ? device : "");
-    snprintf(s->field, sizeof s->field, "%s", field ? field : "");
-    snprintf(s->unit, sizeof s->unit, "%s", unit ? unit : "");
+    gw_strlcpy(s->device, device, sizeof s->device);
+    gw_strlcpy(s->field, field, sizeof s->field);
+    gw_strlcpy(s->unit, unit, sizeof s->unit);
     s->value = value;
     s->quality = q;
     s->type = GW_V_NUMBER;

@@ -4,6 +4,7 @@
 #ifndef CITYGATE_SAMPLE_H
 #define CITYGATE_SAMPLE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define GW_ID_MAX 64    /* device, bus, rule, profile ids: at most 63 bytes */
@@ -38,6 +39,11 @@ typedef struct gw_sample {
 const char *gw_quality_name(gw_quality q);
 /* Inverse of gw_quality_name; returns 0 or GW_EINVAL. */
 int gw_quality_parse(const char *name, gw_quality *out);
+
+/* Copy src (NULL: "") into dst of size bytes (> 0), truncated to fit and always
+ * terminated: snprintf(dst, size, "%s", src) without the format machinery, for the
+ * per-sample paths. */
+void gw_strlcpy(char *dst, const char *src, size_t size);
 
 /* Fill a number sample; strings are truncated to fit. ts_us 0 means now. */
 void gw_sample_set(gw_sample *s, const char *device, const char *field, double value,

@@ -136,7 +136,7 @@ static point *add_point(gw_store *st, size_t d, const gw_sample *s)
     }
     point *p = &ds->points[ds->n_points++];
     memset(p, 0, sizeof *p);
-    snprintf(p->field, sizeof p->field, "%s", s->field);
+    gw_strlcpy(p->field, s->field, sizeof p->field);
     p->cap = history_cap(st, d);
     return p;
 }
@@ -176,7 +176,7 @@ void gw_store_put(gw_store *st, const gw_sample *s)
         goto out;
     p->last = *s;
     if (s->unit[0])
-        snprintf(p->unit, sizeof p->unit, "%s", s->unit);
+        gw_strlcpy(p->unit, s->unit, sizeof p->unit);
     ds->samples++;
     ds->last_us = s->ts_us;
     if (s->quality == GW_Q_GOOD) {

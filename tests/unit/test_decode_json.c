@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -325,6 +326,70 @@ static void test_unknown_plugin(void **state)
     gw_cfgerr_free(&f.errs);
 }
 
+/* Each thread keeps its message scratch (the sink) across messages. A consumer that
+ * decodes again from its emit callback gets a scratch of its own: the outer message's
+ * later samples keep their device, time and count. */
+typedef struct nested {
+    fixture *f;
+    got outer, inner;
+    int inner_rc;
+} nested;
+
+static int collect_nested(void *ctx, const gw_sample *s)
+{
+    nested *n = ctx;
+    if (n->outer.n == 0) {
+        const char *p = "{\"x\": 10, \"y\": 20, \"z\": 30}";
+        n->inner_rc = gw_decode_message(n->f->d, 0, NULL, p, strlen(p), 2000000, collect, &n->inner);
+    }
+    return collect(&n->outer, s);
+}
+
+static void test_nested_decode(void **state)
+{
+    (void)state;
+    fixture f;
+    assert_int_equal(make(&f, NULL), 0);
+    for (int round = 0; round < 2; round++) { /* the second round reuses the kept scratch */
+        nested n = {.f = &f};
+        const char *p = "{\"a\": 1, \"b\": 2}";
+        assert_int_equal(gw_decode_message(f.d, 0, NULL, p, strlen(p), 1000000, collect_nested, &n), 0);
+        assert_int_equal(n.inner_rc, 0);
+        assert_int_equal(n.outer.n, 2);
+        assert_int_equal(n.inner.n, 3);
+        for (size_t i = 0; i < n.outer.n; i++) {
+            assert_string_equal(n.outer.s[i].device, "dev-json");
+            assert_int_equal(n.outer.s[i].ts_us, 1000000);
+        }
+        assert_non_null(find(&n.outer, "b"));
+        assert_int_equal(find(&n.inner, "z")->value, 30);
+        assert_int_equal(find(&n.inner, "z")->ts_us, 2000000);
+    }
+    drop(&f);
+}
+
+/* A decoding thread that ends frees its scratch (under ASan, a leak otherwise). */
+static void *decode_once(void *arg)
+{
+    got g;
+    return (void *)(intptr_t)decode(arg, "{\"a\": 1}", &g);
+}
+
+static void test_thread_scratch(void **state)
+{
+    (void)state;
+    fixture f;
+    assert_int_equal(make(&f, NULL), 0);
+    for (int i = 0; i < 3; i++) {
+        pthread_t th;
+        void *rc;
+        assert_int_equal(pthread_create(&th, NULL, decode_once, &f), 0);
+        assert_int_equal(pthread_join(th, &rc), 0);
+        assert_int_equal((intptr_t)rc, 0);
+    }
+    drop(&f);
+}
+
 /* Fail every allocation in turn: no crash, and (under ASan) no leak. */
 static void test_alloc_failures(void **state)
 {
@@ -361,6 +426,8 @@ int main(void)
         cmocka_unit_test(test_dispatch_errors),
         cmocka_unit_test(test_unknown_plugin),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_nested_decode),
+        cmocka_unit_test(test_thread_scratch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
