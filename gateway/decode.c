@@ -282,40 +282,6 @@ static int depth_ok(const char *s, size_t len)
     return 1;
 }
 
-int gw_decode_json_parse(const void *buf, size_t len, size_t max, cJSON **out, int *reason)
-{
-    *out = NULL;
-    if (len == 0 || len > max) {
-        *reason = CG_BAD_SIZE;
-        return GW_EDECODE;
-    }
-    if (!depth_ok(buf, len)) {
-        *reason = CG_BAD_JSON;
-        return GW_EDECODE;
-    }
-    /* MQTT payloads are not NUL-terminated: copy and terminate (delivery.md §3). An
-     * embedded NUL ends the string early and require_null_terminated rejects it. */
-    char stackbuf[2048];
-    char *copy = len < sizeof stackbuf ? stackbuf : gw_malloc(len + 1);
-    if (!copy)
-        return GW_ENOMEM;
-    memcpy(copy, buf, len);
-    copy[len] = '\0';
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithOpts(copy, &end, 1);
-    int rc = 0;
-    if (!j || !end || end != copy + len) {
-        cJSON_Delete(j);
-        *reason = CG_BAD_JSON;
-        rc = GW_EDECODE;
-    } else {
-        *out = j;
-    }
-    if (copy != stackbuf)
-        gw_free(copy);
-    return rc;
-}
-
 const cJSON *gw_decode_json_path(const cJSON *root, const char *path)
 {
     if (!root)
@@ -352,6 +318,10 @@ const cJSON *gw_decode_json_path(const cJSON *root, const char *path)
     }
     return cur;
 }
+
+/* cJSON's hooks for the per-thread parse arena ("per-thread scratch" below). */
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static void scratch_init(void);
 
 /* ---- decoder chains ------------------------------------------------------------------------- */
 
@@ -499,6 +469,7 @@ static int prepare_chain(gw_decoders *d, size_t i, const char *sub, const char *
 int gw_decoders_create(const gw_config *cfg, const gw_decoders_opts *opts, gw_cfgerr *errs,
                        gw_decoders **out)
 {
+    pthread_once(&scratch_once, scratch_init);
     size_t before = errs->n;
     int rc = GW_ENOMEM;
     gw_decoders *d = gw_calloc(1, sizeof *d);
@@ -612,30 +583,108 @@ typedef struct sink {
     gw_sample collected[MAX_COLLECT];
 } sink;
 
-/* A sink is large (the samples collected for derive), too large for small thread
- * stacks, and a malloc of that size per message made glibc consolidate its fast bins
- * (full of the parse tree just freed) every time: a sixth of the decode time in perf.
- * So each thread keeps one, freed when the thread exits; a nested decode on the same
- * thread (a consumer decoding from its emit callback) gets its own. */
-static pthread_key_t sink_key;
-static pthread_once_t sink_once = PTHREAD_ONCE_INIT;
-static int sink_key_ok;
+/* ---- per-thread scratch ---------------------------------------------------------------
+ *
+ * Each decoding thread keeps one scratch, freed when the thread exits (perf showed
+ * both costs on the MQTT decode thread):
+ *   - the message sink: large (the samples collected for derive), too large for small
+ *     thread stacks, and a malloc of that size per message made glibc consolidate its
+ *     fast bins, full of the parse tree just freed, every time;
+ *   - the parse arena: cJSON allocates every node and string separately, a third of a
+ *     ChirpStack uplink's decode went to malloc and free. While gw_decode_json_parse
+ *     parses, cJSON's allocations come from the thread's arena (falling back to malloc
+ *     when it is full), frees of arena memory are no-ops, and the arena starts over
+ *     when no tree parsed into it is alive. So a tree from gw_decode_json_parse must be
+ *     freed with gw_decode_json_free on the thread that parsed it.
+ * A nested decode on the same thread (a consumer decoding from its emit callback) gets
+ * a sink of its own and parses into the same arena. */
+#define ARENA_SIZE (48 * 1024)
 
-static void sink_key_make(void) { sink_key_ok = pthread_key_create(&sink_key, gw_free) == 0; }
+typedef struct scratch {
+    sink sk;
+    size_t arena_used;
+    unsigned arena_live; /* trees whose root is in the arena, not yet freed */
+    _Alignas(16) unsigned char arena[ARENA_SIZE];
+} scratch;
+
+static pthread_key_t scratch_key;
+static int scratch_key_ok;
+static _Thread_local scratch *tl_scratch;
+static _Thread_local int tl_parsing;
+
+static int in_arena(const scratch *t, const void *p)
+{
+    uintptr_t a = (uintptr_t)t->arena, q = (uintptr_t)p;
+    return t && q >= a && q < a + ARENA_SIZE;
+}
+
+static void *json_malloc(size_t n)
+{
+    scratch *t = tl_scratch;
+    if (tl_parsing && t) {
+        size_t need = (n + 15) & ~(size_t)15;
+        if (need >= n && need <= ARENA_SIZE - t->arena_used) {
+            void *p = t->arena + t->arena_used;
+            t->arena_used += need;
+            return p;
+        }
+    }
+    return malloc(n);
+}
+
+static void json_free(void *p)
+{
+    scratch *t = tl_scratch;
+    if (t && in_arena(t, p))
+        return;
+    free(p);
+}
+
+static void scratch_free(void *p)
+{
+    tl_scratch = NULL;
+    gw_free(p);
+}
+
+/* Once, from gw_decoders_create, before the threads that parse start: cJSON's hooks
+ * are process-wide. Outside a parse they are malloc and free. */
+static void scratch_init(void)
+{
+    scratch_key_ok = pthread_key_create(&scratch_key, scratch_free) == 0;
+    if (scratch_key_ok) {
+        cJSON_Hooks h = {.malloc_fn = json_malloc, .free_fn = json_free};
+        cJSON_InitHooks(&h);
+    }
+}
+
+/* This thread's scratch, made on first use; NULL without memory (or before any
+ * gw_decoders_create): then sinks are allocated per message and cJSON uses malloc. */
+static scratch *scratch_get(void)
+{
+    scratch *t = tl_scratch;
+    if (t || !scratch_key_ok)
+        return t;
+    if (!(t = gw_malloc(sizeof *t)))
+        return NULL;
+    if (pthread_setspecific(scratch_key, t) != 0) {
+        gw_free(t);
+        return NULL;
+    }
+    t->sk.in_use = 0;
+    t->arena_used = 0;
+    t->arena_live = 0;
+    tl_scratch = t;
+    return t;
+}
 
 /* A sink cleared up to its samples, or NULL (no memory). */
 static sink *sink_take(void)
 {
-    pthread_once(&sink_once, sink_key_make);
-    sink *sk = sink_key_ok ? pthread_getspecific(sink_key) : NULL;
-    int keep = 1;
-    if (!sk || sk->in_use) {
-        keep = sink_key_ok && !sk;
-        if (!(sk = gw_malloc(sizeof *sk)))
-            return NULL;
-        if (keep && pthread_setspecific(sink_key, sk) != 0)
-            keep = 0;
-    }
+    scratch *t = scratch_get();
+    int keep = t && !t->sk.in_use;
+    sink *sk = keep ? &t->sk : gw_malloc(sizeof *sk);
+    if (!sk)
+        return NULL;
     memset(sk, 0, offsetof(sink, collected));
     sk->kept = keep;
     sk->in_use = 1;
@@ -648,6 +697,55 @@ static void sink_give(sink *sk)
         sk->in_use = 0;
     else
         gw_free(sk);
+}
+
+int gw_decode_json_parse(const void *buf, size_t len, size_t max, cJSON **out, int *reason)
+{
+    *out = NULL;
+    if (len == 0 || len > max) {
+        *reason = CG_BAD_SIZE;
+        return GW_EDECODE;
+    }
+    if (!depth_ok(buf, len)) {
+        *reason = CG_BAD_JSON;
+        return GW_EDECODE;
+    }
+    /* MQTT payloads are not NUL-terminated: copy and terminate (delivery.md §3). An
+     * embedded NUL ends the string early and require_null_terminated rejects it. */
+    char stackbuf[2048];
+    char *copy = len < sizeof stackbuf ? stackbuf : gw_malloc(len + 1);
+    if (!copy)
+        return GW_ENOMEM;
+    memcpy(copy, buf, len);
+    copy[len] = '\0';
+    const char *end = NULL;
+    scratch *t = scratch_get();
+    if (t && t->arena_live == 0)
+        t->arena_used = 0;
+    tl_parsing = 1;
+    cJSON *j = cJSON_ParseWithOpts(copy, &end, 1);
+    tl_parsing = 0;
+    int rc = 0;
+    if (!j || !end || end != copy + len) {
+        cJSON_Delete(j);
+        *reason = CG_BAD_JSON;
+        rc = GW_EDECODE;
+    } else {
+        if (t && in_arena(t, j))
+            t->arena_live++;
+        *out = j;
+    }
+    if (copy != stackbuf)
+        gw_free(copy);
+    return rc;
+}
+
+void gw_decode_json_free(cJSON *doc)
+{
+    scratch *t = tl_scratch;
+    if (doc && t && in_arena(t, doc) && t->arena_live > 0)
+        t->arena_live--;
+    cJSON_Delete(doc);
 }
 
 typedef struct msg {
@@ -879,7 +977,7 @@ static int ops_chain(cg_ctx *ctx, const char *path, int how)
             return count_bad(m->sk, reason, ctx->plugin->name, detail);
         }
         rc = chain_to(ctx, m, CG_PAYLOAD_JSON, NULL, 0, inner);
-        cJSON_Delete(inner);
+        gw_decode_json_free(inner);
         return rc;
     }
     if (how != CG_CHAIN_BASE64 && how != CG_CHAIN_HEX)
@@ -1149,7 +1247,7 @@ static int decode(gw_decoders *d, size_t device_idx, const char *decoder, const 
     /* A good payload does not end the complaint: bad payloads are per message, and a
      * device that alternates good and bad ones must not log every bad one. */
 done:
-    cJSON_Delete(json);
+    gw_decode_json_free(json);
     sink_give(sk);
     return rc;
 }

@@ -90,9 +90,12 @@ const char *gw_decode_reason_name(int reason);
 
 /* ---- JSON helpers (also for the ingest's device_key lookup) ---------------------------- */
 
-/* Safe parse of an untrusted buffer (see JSON SAFETY). Returns 0 with *out (caller
- * frees with cJSON_Delete) or GW_EDECODE with *reason (CG_BAD_SIZE / CG_BAD_JSON). */
+/* Safe parse of an untrusted buffer (see JSON SAFETY). Returns 0 with *out or
+ * GW_EDECODE with *reason (CG_BAD_SIZE / CG_BAD_JSON). The tree may live in this
+ * thread's parse arena: free it with gw_decode_json_free, on this thread. */
 int gw_decode_json_parse(const void *buf, size_t len, size_t max, cJSON **out, int *reason);
+/* Free a tree from gw_decode_json_parse (NULL: nothing), on the thread that parsed it. */
+void gw_decode_json_free(cJSON *doc);
 /* Node at a path such as "deviceInfo.devEui", "rxInfo[0].rssi", "a.b[2]"; "" or NULL
  * gives root. Keys match case-sensitively. NULL when absent or the path is malformed. */
 const cJSON *gw_decode_json_path(const cJSON *root, const char *path);

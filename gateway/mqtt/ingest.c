@@ -198,7 +198,7 @@ static void count_bad(source *s, int why, const char *topic, size_t len)
 
 /* Device key from the payload by JSON path, into key[KEY_MAX]. The payload is parsed
  * as the decoders parse it (gw_decode_json_parse: size, depth, whole buffer); *doc
- * gets the tree (the caller frees it with cJSON_Delete) so that the decoder need not
+ * gets the tree (the caller frees it with gw_decode_json_free) so that the decoder need not
  * parse it again. Returns 0 or BAD_*. */
 static int key_from_payload(const char *path, const char *payload, size_t len, size_t max,
                             char *key, cJSON **doc)
@@ -350,7 +350,7 @@ static void deliver(gw_ingest *ing, const gw_inbox_msg *r)
         unknown_device(s, key, topic);
     if (dk)
         hand_over(ing, s, dk, sub, r, doc);
-    cJSON_Delete(doc);
+    gw_decode_json_free(doc);
 }
 
 static void *decode_main(void *arg)

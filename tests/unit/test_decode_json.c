@@ -104,7 +104,7 @@ static void test_parse_untrusted(void **state)
     memcpy(raw, "{\"a\":1}", 7);
     assert_int_equal(gw_decode_json_parse(raw, 7, 1024, &j, &reason), 0);
     assert_non_null(j);
-    cJSON_Delete(j);
+    gw_decode_json_free(j);
     free(raw);
     assert_int_equal(gw_decode_json_parse("{} x", 4, 1024, &j, &reason), GW_EDECODE);
     assert_int_equal(gw_decode_json_parse("{}\0{}", 5, 1024, &j, &reason), GW_EDECODE);
@@ -123,7 +123,7 @@ static void test_parse_untrusted(void **state)
     /* Brackets inside strings do not count. */
     const char *in_str = "{\"a\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\\"[[\"}";
     assert_int_equal(gw_decode_json_parse(in_str, strlen(in_str), 1024, &j, &reason), 0);
-    cJSON_Delete(j);
+    gw_decode_json_free(j);
 }
 
 static void test_paths(void **state)
@@ -368,6 +368,56 @@ static void test_nested_decode(void **state)
     drop(&f);
 }
 
+static int parse_str(const char *text, cJSON **out, int *reason)
+{
+    return gw_decode_json_parse(text, strlen(text), 1024, out, reason);
+}
+
+/* Trees parsed into the thread's arena stay intact while others are parsed and freed
+ * in any order, the arena starts over once none is alive, and a payload larger than
+ * the arena parses (its tail from malloc) and frees without a leak. */
+static void test_parse_arena(void **state)
+{
+    (void)state;
+    fixture f;
+    assert_int_equal(make(&f, NULL), 0); /* installs the hooks */
+    int reason;
+    for (int round = 0; round < 3; round++) {
+        cJSON *a, *b, *c;
+        assert_int_equal(parse_str("{\"k\": \"alpha\", \"n\": 1}", &a, &reason), 0);
+        assert_int_equal(parse_str("{\"k\": \"beta\", \"n\": 2}", &b, &reason), 0);
+        gw_decode_json_free(a);
+        assert_int_equal(parse_str("{\"k\": \"gamma\", \"n\": 3}", &c, &reason), 0);
+        assert_int_equal(parse_str("{\"k\": ", &a, &reason), GW_EDECODE);
+        assert_string_equal(cJSON_GetObjectItem(b, "k")->valuestring, "beta");
+        assert_string_equal(cJSON_GetObjectItem(c, "k")->valuestring, "gamma");
+        assert_int_equal(cJSON_GetObjectItem(c, "n")->valueint, 3);
+        gw_decode_json_free(c);
+        gw_decode_json_free(b);
+    }
+    /* 4,000 strings of 30 bytes: well past the arena. */
+    size_t cap = 4000 * 40 + 16, n = 0;
+    char *big = malloc(cap);
+    big[n++] = '[';
+    for (int i = 0; i < 4000; i++)
+        n += (size_t)sprintf(big + n, "%s\"%028d\"", i ? "," : "", i);
+    big[n++] = ']';
+    cJSON *j;
+    assert_int_equal(gw_decode_json_parse(big, n, cap, &j, &reason), 0);
+    assert_int_equal(cJSON_GetArraySize(j), 4000);
+    assert_string_equal(cJSON_GetArrayItem(j, 3999)->valuestring, "0000000000000000000000003999");
+    gw_decode_json_free(j);
+    free(big);
+    /* Trees made outside a parse are ordinary heap trees. */
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "x", "y");
+    char *text = cJSON_PrintUnformatted(o);
+    assert_string_equal(text, "{\"x\":\"y\"}");
+    cJSON_free(text);
+    cJSON_Delete(o);
+    drop(&f);
+}
+
 /* A decoding thread that ends frees its scratch (under ASan, a leak otherwise). */
 static void *decode_once(void *arg)
 {
@@ -428,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_nested_decode),
         cmocka_unit_test(test_thread_scratch),
+        cmocka_unit_test(test_parse_arena),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
