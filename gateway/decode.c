@@ -614,10 +614,15 @@ static _Thread_local int tl_parsing;
 
 static int in_arena(const scratch *t, const void *p)
 {
+    if (!t)
+        return 0;
     uintptr_t a = (uintptr_t)t->arena, q = (uintptr_t)p;
-    return t && q >= a && q < a + ARENA_SIZE;
+    return q >= a && q < a + ARENA_SIZE;
 }
 
+/* Once one allocation of a parse does not fit, the rest of that parse goes to malloc:
+ * a tree whose root is on the heap must have nothing in the arena, which starts over
+ * when the trees rooted in it are freed. */
 static void *json_malloc(size_t n)
 {
     scratch *t = tl_scratch;
@@ -628,6 +633,7 @@ static void *json_malloc(size_t n)
             t->arena_used += need;
             return p;
         }
+        tl_parsing = 0;
     }
     return malloc(n);
 }
@@ -635,7 +641,7 @@ static void *json_malloc(size_t n)
 static void json_free(void *p)
 {
     scratch *t = tl_scratch;
-    if (t && in_arena(t, p))
+    if (in_arena(t, p))
         return;
     free(p);
 }
@@ -722,7 +728,7 @@ int gw_decode_json_parse(const void *buf, size_t len, size_t max, cJSON **out, i
     scratch *t = scratch_get();
     if (t && t->arena_live == 0)
         t->arena_used = 0;
-    tl_parsing = 1;
+    tl_parsing = t != NULL;
     cJSON *j = cJSON_ParseWithOpts(copy, &end, 1);
     tl_parsing = 0;
     int rc = 0;
@@ -731,7 +737,7 @@ int gw_decode_json_parse(const void *buf, size_t len, size_t max, cJSON **out, i
         *reason = CG_BAD_JSON;
         rc = GW_EDECODE;
     } else {
-        if (t && in_arena(t, j))
+        if (in_arena(t, j))
             t->arena_live++;
         *out = j;
     }
@@ -743,7 +749,7 @@ int gw_decode_json_parse(const void *buf, size_t len, size_t max, cJSON **out, i
 void gw_decode_json_free(cJSON *doc)
 {
     scratch *t = tl_scratch;
-    if (doc && t && in_arena(t, doc) && t->arena_live > 0)
+    if (doc && in_arena(t, doc) && t->arena_live > 0)
         t->arena_live--;
     cJSON_Delete(doc);
 }

@@ -408,6 +408,34 @@ static void test_parse_arena(void **state)
     assert_string_equal(cJSON_GetArrayItem(j, 3999)->valuestring, "0000000000000000000000003999");
     gw_decode_json_free(j);
     free(big);
+    /* A tree parsed while the arena is nearly full (a live tree fills it) must not put
+     * its tail in the arena: that tree is rooted on the heap, and the arena starts over
+     * once the tree filling it is freed. Sizes sweep the arena's end across every
+     * alignment of B's nodes and strings. */
+    for (int k = 560; k < 700; k++) {
+        char *fill = malloc((size_t)k * 8 + 8), *over = malloc(700 * 8 + 8);
+        size_t nf = 0, no = 0;
+        fill[nf++] = '[';
+        for (int i = 0; i < k; i++)
+            nf += (size_t)sprintf(fill + nf, "%s\"a\"", i ? "," : "");
+        fill[nf++] = ']';
+        over[no++] = '[';
+        for (int i = 0; i < 700; i++)
+            no += (size_t)sprintf(over + no, "%s\"ZZZZ\"", i ? "," : "");
+        over[no++] = ']';
+        cJSON *fa, *b, *c;
+        assert_int_equal(gw_decode_json_parse(fill, nf, 1 << 20, &fa, &reason), 0);
+        assert_int_equal(parse_str("[\"q\", \"r\", {\"s\": \"t\"}]", &b, &reason), 0);
+        gw_decode_json_free(fa);
+        assert_int_equal(gw_decode_json_parse(over, no, 1 << 20, &c, &reason), 0);
+        assert_string_equal(cJSON_GetArrayItem(b, 0)->valuestring, "q");
+        assert_string_equal(cJSON_GetArrayItem(b, 1)->valuestring, "r");
+        assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(b, 2), "s")->valuestring, "t");
+        gw_decode_json_free(c);
+        gw_decode_json_free(b);
+        free(fill);
+        free(over);
+    }
     /* Trees made outside a parse are ordinary heap trees. */
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "x", "y");
