@@ -600,6 +600,25 @@ typedef struct sink {
  * a sink of its own and parses into the same arena. */
 #define ARENA_SIZE (48 * 1024)
 
+/* Under AddressSanitizer the arena is poisoned except for the bytes handed out, so a
+ * read past a node or string is still caught, and a tree used after the arena started
+ * over reads poisoned memory until the bytes are handed out again. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CG_ARENA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CG_ARENA_ASAN 1
+#endif
+#endif
+#ifdef CG_ARENA_ASAN
+#include <sanitizer/asan_interface.h>
+#define ARENA_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define ARENA_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define ARENA_POISON(p, n) ((void)(p), (void)(n))
+#define ARENA_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 typedef struct scratch {
     sink sk;
     size_t arena_used;
@@ -631,6 +650,7 @@ static void *json_malloc(size_t n)
         if (need >= n && need <= ARENA_SIZE - t->arena_used) {
             void *p = t->arena + t->arena_used;
             t->arena_used += need;
+            ARENA_UNPOISON(p, n);
             return p;
         }
         tl_parsing = 0;
@@ -649,6 +669,7 @@ static void json_free(void *p)
 static void scratch_free(void *p)
 {
     tl_scratch = NULL;
+    ARENA_UNPOISON(((scratch *)p)->arena, ARENA_SIZE);
     gw_free(p);
 }
 
@@ -679,6 +700,7 @@ static scratch *scratch_get(void)
     t->sk.in_use = 0;
     t->arena_used = 0;
     t->arena_live = 0;
+    ARENA_POISON(t->arena, ARENA_SIZE);
     tl_scratch = t;
     return t;
 }
@@ -726,8 +748,10 @@ int gw_decode_json_parse(const void *buf, size_t len, size_t max, cJSON **out, i
     copy[len] = '\0';
     const char *end = NULL;
     scratch *t = scratch_get();
-    if (t && t->arena_live == 0)
+    if (t && t->arena_live == 0 && t->arena_used) {
+        ARENA_POISON(t->arena, t->arena_used);
         t->arena_used = 0;
+    }
     tl_parsing = t != NULL;
     cJSON *j = cJSON_ParseWithOpts(copy, &end, 1);
     tl_parsing = 0;
