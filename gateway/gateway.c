@@ -370,10 +370,10 @@ static void *engine_main(void *arg)
         int n = gw_queue_pop_many(gw->samples, batch, ENGINE_BATCH, TICK_INTERVAL_MS);
         if (n == GW_ECLOSED)
             break;
-        for (int i = 0; i < n; i++) {
-            gw_store_put(gw->store, &batch[i]);
+        if (n > 0)
+            gw_store_put_many(gw->store, batch, (size_t)n);
+        for (int i = 0; i < n; i++)
             gw_engine_on_sample(gw->engine, &batch[i]);
-        }
         if (n > 0 && gw->influx)
             gw_influx_writer_submit(gw->influx, batch, (size_t)n);
         /* A small batch means the producers wake us per message: a 1 ms nap lets a

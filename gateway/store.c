@@ -164,16 +164,16 @@ static void ring_push(point *p, int64_t ts_us, double v)
         p->head = (p->head + 1) % p->ring_alloc;
 }
 
-void gw_store_put(gw_store *st, const gw_sample *s)
+/* One sample, under the write lock. */
+static void put_locked(gw_store *st, const gw_sample *s)
 {
-    pthread_rwlock_wrlock(&st->lock);
     long d = device_index(st, s);
     if (d < 0)
-        goto out;
+        return;
     device_state *ds = &st->dev[d];
     point *p = find_point(ds, s->field);
     if (!p && !(p = add_point(st, (size_t)d, s)))
-        goto out;
+        return;
     p->last = *s;
     if (s->unit[0])
         gw_strlcpy(p->unit, s->unit, sizeof p->unit);
@@ -186,7 +186,15 @@ void gw_store_put(gw_store *st, const gw_sample *s)
     } else {
         ds->bad_samples++;
     }
-out:
+}
+
+void gw_store_put(gw_store *st, const gw_sample *s) { gw_store_put_many(st, s, 1); }
+
+void gw_store_put_many(gw_store *st, const gw_sample *s, size_t n)
+{
+    pthread_rwlock_wrlock(&st->lock);
+    for (size_t i = 0; i < n; i++)
+        put_locked(st, &s[i]);
     pthread_rwlock_unlock(&st->lock);
 }
 

@@ -29,6 +29,8 @@ void gw_store_free(gw_store *st);
 
 /* Record one sample (copied): latest value and history of (device, field). */
 void gw_store_put(gw_store *st, const gw_sample *s);
+/* The same for n samples in order, under one lock (the engine's batches). */
+void gw_store_put_many(gw_store *st, const gw_sample *s, size_t n);
 /* Wall time (epoch µs) of the device's last good sample, 0 if none. */
 int64_t gw_store_last_good_us(gw_store *st, size_t device_idx);
 /* Device health as seen by its source (poller or ingest). */
