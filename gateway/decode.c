@@ -623,7 +623,7 @@ typedef struct scratch {
     sink sk;
     size_t arena_used;
     unsigned arena_live; /* trees whose root is in the arena, not yet freed */
-    _Alignas(16) unsigned char arena[ARENA_SIZE];
+    _Alignas(max_align_t) unsigned char arena[ARENA_SIZE];
 } scratch;
 
 static pthread_key_t scratch_key;

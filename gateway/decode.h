@@ -92,7 +92,10 @@ const char *gw_decode_reason_name(int reason);
 
 /* Safe parse of an untrusted buffer (see JSON SAFETY). Returns 0 with *out or
  * GW_EDECODE with *reason (CG_BAD_SIZE / CG_BAD_JSON). The tree may live in this
- * thread's parse arena: free it with gw_decode_json_free, on this thread. */
+ * thread's parse arena: read it, and free it with gw_decode_json_free on this thread;
+ * do not detach its nodes or move them into another tree. The arena's cJSON hooks are
+ * process-wide and installed by the first gw_decoders_create: make that call before
+ * other threads use cJSON (the gateway does, at start). */
 int gw_decode_json_parse(const void *buf, size_t len, size_t max, cJSON **out, int *reason);
 /* Free a tree from gw_decode_json_parse (NULL: nothing), on the thread that parsed it. */
 void gw_decode_json_free(cJSON *doc);

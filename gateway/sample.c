@@ -28,6 +28,8 @@ int gw_quality_parse(const char *name, gw_quality *out)
 
 void gw_strlcpy(char *dst, const char *src, size_t size)
 {
+    if (size == 0)
+        return;
     size_t n = src ? strnlen(src, size - 1) : 0;
     memcpy(dst, src ? src : "", n);
     dst[n] = '\0';

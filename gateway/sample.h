@@ -40,8 +40,8 @@ const char *gw_quality_name(gw_quality q);
 /* Inverse of gw_quality_name; returns 0 or GW_EINVAL. */
 int gw_quality_parse(const char *name, gw_quality *out);
 
-/* Copy src (NULL: "") into dst of size bytes (> 0), truncated to fit and always
- * terminated: snprintf(dst, size, "%s", src) without the format machinery, for the
+/* Copy src (NULL: "") into dst of size bytes, truncated to fit and terminated (size
+ * 0: nothing written): snprintf(dst, size, "%s", src) without the format machinery, for the
  * per-sample paths. */
 void gw_strlcpy(char *dst, const char *src, size_t size);
 

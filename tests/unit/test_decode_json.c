@@ -453,11 +453,30 @@ static void *decode_once(void *arg)
     return (void *)(intptr_t)decode(arg, "{\"a\": 1}", &g);
 }
 
+/* On a fresh thread without memory for its scratch (and then for a sink), the decode
+ * fails cleanly; once memory is back the thread decodes. */
+static void *decode_without_memory(void *arg)
+{
+    got g;
+    gw_alloc_fail_after(0);
+    int rc = decode(arg, "{\"a\": 1}", &g);
+    gw_alloc_fail_after(-1);
+    if (rc != GW_ENOMEM)
+        return (void *)1;
+    rc = decode(arg, "{\"a\": 1}", &g);
+    return (void *)(intptr_t)(rc != 0 || g.n != 1 ? 2 : 0);
+}
+
 static void test_thread_scratch(void **state)
 {
     (void)state;
     fixture f;
     assert_int_equal(make(&f, NULL), 0);
+    pthread_t th0;
+    void *rc0;
+    assert_int_equal(pthread_create(&th0, NULL, decode_without_memory, &f), 0);
+    assert_int_equal(pthread_join(th0, &rc0), 0);
+    assert_int_equal((intptr_t)rc0, 0);
     for (int i = 0; i < 3; i++) {
         pthread_t th;
         void *rc;
