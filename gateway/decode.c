@@ -483,6 +483,7 @@ int gw_decoders_create(const gw_config *cfg, const gw_decoders_opts *opts, gw_cf
     const char *dir = opts && opts->plugin_dir ? opts->plugin_dir : cfg->plugins_dir;
     if ((rc = gw_plugins_create(dir, &d->plugins)) != 0)
         goto fail;
+    gw_plugins_set_quiet(d->plugins, opts && opts->quiet);
     rc = 0;
     for (size_t i = 0; i < cfg->n_devices && rc != GW_ENOMEM; i++) {
         const gw_device *dev = &cfg->devices[i];

@@ -44,6 +44,7 @@ typedef struct gw_decoders gw_decoders;
 typedef struct gw_decoders_opts {
     const char *plugin_dir;    /* overrides cfg->plugins_dir when non-NULL */
     const char *extra_decoder; /* also prepare this decoder for every MQTT device (CLI) */
+    int quiet;                 /* plugin loads logged at debug (a check before the run) */
 } gw_decoders_opts;
 
 /* Build the decoder chains of every MQTT device of cfg (cfg must outlive the result):

@@ -83,6 +83,7 @@ typedef struct slot {
 
 struct gw_plugins {
     char *dir;
+    int quiet; /* loads logged at debug */
     slot *slots;
     size_t n, cap;
 };
@@ -98,6 +99,12 @@ int gw_plugins_create(const char *dir, gw_plugins **out)
     }
     *out = r;
     return 0;
+}
+
+void gw_plugins_set_quiet(gw_plugins *r, int quiet)
+{
+    if (r)
+        r->quiet = quiet;
 }
 
 static void plugin_free(gw_plugin *p)
@@ -297,8 +304,8 @@ static int find_and_load(gw_plugins *r, const char *name, cg_plugin_entry_fn ent
             stat(path, &st) == 0) {
             rc = load_so(r, name, path, &p, err, errlen);
             if (rc == 0)
-                gw_info("plugin", "loaded plugin '%s' %s from %s", name,
-                        p->desc.version ? p->desc.version : "", path);
+                gw_log(r->quiet ? GW_LOG_DEBUG : GW_LOG_INFO, "plugin", "loaded plugin '%s' %s from %s",
+                       name, p->desc.version ? p->desc.version : "", path);
         } else {
             for (size_t i = 0; builtins[i].name; i++)
                 if (strcmp(builtins[i].name, name) == 0) {
@@ -806,7 +813,8 @@ int gw_plugins_check(const gw_config *cfg, gw_cfgerr *errs)
 {
     size_t before = errs->n;
     gw_decoders *d = NULL;
-    int rc = gw_decoders_create(cfg, NULL, errs, &d);
+    gw_decoders_opts opts = {.quiet = 1};
+    int rc = gw_decoders_create(cfg, &opts, errs, &d);
     gw_decoders_free(d);
     if (rc == GW_ENOMEM) {
         gw_cfgerr_add(errs, cfg->file, "", "out of memory while checking plugins");

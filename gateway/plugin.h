@@ -32,6 +32,9 @@ typedef struct gw_plugins gw_plugins;
 /* Create a registry over the built-in table and dir (NULL or "" = built-ins only).
  * Returns 0 or GW_ENOMEM. */
 int gw_plugins_create(const char *dir, gw_plugins **out);
+/* Log plugin loads at debug instead of info (a check that loads them only to validate,
+ * before the run loads them again). */
+void gw_plugins_set_quiet(gw_plugins *r, int quiet);
 /* Unload everything. Instances made from it must be freed first. */
 void gw_plugins_free(gw_plugins *r);
 
