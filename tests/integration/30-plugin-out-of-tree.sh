@@ -30,7 +30,18 @@ incdir=$(pkg-config --variable=includedir citygate-plugin)
 
 # --- the template, copied and renamed, built out of tree --------------------------------
 mkdir -p "$T/work" "$T/plugins"
-cp -r "$CITYGATE_SRC/plugins/template" "$T/work/myplug"
+# The installed template, where the pkg-config file says it is, with its test vectors;
+# plugindir follows the install prefix too.
+tdir=$(pkg-config --variable=templatedir citygate-plugin)
+[[ $(realpath "$tdir") == $(realpath "$T/prefix/share/citygate/plugin-template") ]] ||
+    fail "pkg-config templatedir '$tdir' is not the install prefix's"
+[[ -f $tdir/template.c && -f $tdir/README.md ]] || fail "template not installed in $tdir"
+ls "$tdir"/vectors/*.json >/dev/null 2>&1 || fail "template vectors/ not installed in $tdir"
+pdir=$(pkg-config --variable=plugindir citygate-plugin)
+[[ $(realpath "$pdir") == $(realpath "$(dirname "$pc")/../citygate/plugins") ]] ||
+    fail "pkg-config plugindir '$pdir' is not the install prefix's"
+[[ -f $pdir/manhole.so ]] || fail "plugindir '$pdir' holds no installed plugin"
+cp -r "$tdir" "$T/work/myplug"
 cd "$T/work/myplug"
 sed -i 's/template/myplug/g' template.c
 mv template.c myplug.c

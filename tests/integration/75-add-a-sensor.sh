@@ -72,8 +72,9 @@ export PATH="$HOME/citygate/bin:$PATH" PKG_CONFIG_PATH="$HOME/citygate/lib/pkgco
 [[ $(command -v citygate) == "$HOME/citygate/bin/citygate" ]] || fail "citygate on PATH is $(command -v citygate)"
 step 'EX=$PWD/docs/examples'
 EX=$PWD/docs/examples
-step 'mkdir -p "$HOME/site/plugins"'
-step 'cp -r "$HOME/citygate/share/citygate/devices" "$HOME/citygate/share/citygate/rules" "$HOME/site/"'
+step 'mkdir -p "$HOME/site/devices" "$HOME/site/plugins"'
+# Nothing shipped is copied: the site's configuration lists the installed profile and
+# rule directories after its own (first file found wins).
 
 # --- (a) a Modbus profile ----------------------------------------------------------------
 step 'cp "$EX/generic-ultrasonic-level.json" "$HOME/site/devices/"'
