@@ -200,6 +200,19 @@ static void finish_number(const gw_profile_point *pt, double num, int dp, gw_poi
         out->quality = GW_Q_OUT_OF_RANGE;
 }
 
+/* A float32 as the shortest decimal that reads back as the same float: 230.2, not
+ * 230.1999969482422 (what the device meant; the same float when written back). */
+static double f32_decimal(float f)
+{
+    char buf[32];
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
+        if (strtof(buf, NULL) == f)
+            return strtod(buf, NULL);
+    }
+    return f;
+}
+
 int gw_profile_decode_point(const gw_profile_point *pt, const uint16_t *raw, size_t n, int dp,
                             gw_point_value *out)
 {
@@ -257,7 +270,7 @@ int gw_profile_decode_point(const gw_profile_point *pt, const uint16_t *raw, siz
             uint32_t u = (uint32_t)r;
             float ff;
             memcpy(&ff, &u, sizeof ff);
-            f = ff;
+            f = isfinite(ff) ? f32_decimal(ff) : ff;
         } else {
             memcpy(&f, &r, sizeof f);
         }
