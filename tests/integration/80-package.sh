@@ -127,6 +127,22 @@ if ldd "$ROOT/usr/bin/citygate" | grep 'not found' >&2; then
     fail "packaged binary has unresolved libraries"
 fi
 
+# ---- the pkg-config file: its directories resolve inside the unpacked tree -----------------
+if command -v pkg-config >/dev/null; then
+    pcdir="$ROOT/usr/lib/$MULTIARCH/pkgconfig"
+    for v in includedir plugindir templatedir; do
+        d=$(PKG_CONFIG_PATH=$pcdir pkg-config --variable=$v citygate-plugin) ||
+            fail "pkg-config --variable=$v failed"
+        [[ -d $d && $(realpath "$d") == "$ROOT"/usr/* ]] ||
+            fail "citygate-plugin.pc $v '$d' is not a directory of the package"
+    done
+    d=$(PKG_CONFIG_PATH=$pcdir pkg-config --variable=plugindir citygate-plugin)
+    [[ $(realpath "$d") == "$ROOT/usr/lib/$MULTIARCH/citygate/plugins" ]] ||
+        fail "citygate-plugin.pc plugindir '$d' is not the packaged plugin directory"
+    d=$(PKG_CONFIG_PATH=$pcdir pkg-config --variable=templatedir citygate-plugin)
+    ls "$d"/vectors/*.json >/dev/null 2>&1 || fail "the packaged plugin template has no vectors/"
+fi
+
 # ---- the unit ---------------------------------------------------------------------------------
 UNIT=$ROOT/lib/systemd/system/citygate.service
 for directive in 'Type=notify' 'WatchdogSec=' 'NoNewPrivileges=yes' 'ProtectSystem=strict' \
