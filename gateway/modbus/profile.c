@@ -188,12 +188,35 @@ static int marker_hit(const gw_profile_point *pt, uint64_t raw, double fval)
     return 0;
 }
 
-static void finish_number(const gw_profile_point *pt, double num, int dp, gw_point_value *out)
+/* Decimal places of x (0..9), or -1 when it has more. */
+static int decimals_of(double x)
+{
+    double ax = fabs(x);
+    for (int d = 0; d <= 9; d++) {
+        double m = ax * pow10_tab[d];
+        if (fabs(m - round(m)) <= 1e-9 * (m > 1 ? m : 1))
+            return d;
+    }
+    return -1;
+}
+
+/* integer: num is an integer register value, so the result has at most the decimals
+ * of scale, offset and dp, and is rounded to them (floats keep their own digits). */
+static void finish_number(const gw_profile_point *pt, double num, int dp, int integer,
+                          gw_point_value *out)
 {
     double v = num * pt->scale;
     if (pt->has_dp)
         v /= pow10_tab[dp];
     v += pt->offset;
+    if (integer && pt->round_dp >= 0) {
+        int d = pt->round_dp + (pt->has_dp ? dp : 0);
+        if (d > 0 && d <= 9) {
+            double m = v * pow10_tab[d];
+            if (fabs(m) < 9007199254740992.0) /* 2^53: still an exact integer */
+                v = round(m) / pow10_tab[d];
+        }
+    }
     out->type = GW_V_NUMBER;
     out->value = v;
     if (!isfinite(v) || (pt->has_min && v < pt->min) || (pt->has_max && v > pt->max))
@@ -257,7 +280,7 @@ int gw_profile_decode_point(const gw_profile_point *pt, const uint16_t *raw, siz
         case GW_PT_I64: num = (double)(int64_t)r; break;
         default: num = (double)r; break;
         }
-        finish_number(pt, num, dp, out);
+        finish_number(pt, num, dp, 1, out);
         if (marker_hit(pt, r, 0))
             out->quality = GW_Q_OUT_OF_RANGE;
         return 0;
@@ -279,7 +302,7 @@ int gw_profile_decode_point(const gw_profile_point *pt, const uint16_t *raw, siz
             out->quality = GW_Q_OUT_OF_RANGE;
             return 0;
         }
-        finish_number(pt, f, dp, out);
+        finish_number(pt, f, dp, 0, out);
         if (marker_hit(pt, r, f))
             out->quality = GW_Q_OUT_OF_RANGE;
         return 0;
@@ -297,7 +320,7 @@ int gw_profile_decode_point(const gw_profile_point *pt, const uint16_t *raw, siz
             }
             num = num * 10 + d;
         }
-        finish_number(pt, (double)num, dp, out);
+        finish_number(pt, (double)num, dp, 1, out);
         if (marker_hit(pt, r, 0))
             out->quality = GW_Q_OUT_OF_RANGE;
         return 0;
@@ -731,6 +754,8 @@ static int parse_point(pctx *c, const cJSON *pj, const char *path, gw_profile *p
         else
             pt->offset = v->valuedouble;
     }
+    int ds = decimals_of(pt->scale), doff = decimals_of(pt->offset);
+    pt->round_dp = ds < 0 || doff < 0 ? -1 : ds > doff ? ds : doff;
     v = cJSON_GetObjectItemCaseSensitive(pj, "unit");
     if (v) {
         snprintf(p, sizeof p, "%s.unit", path);

@@ -76,6 +76,9 @@ typedef struct gw_profile_point {
     int bit;                    /* GW_PT_BIT only: 0..15 */
     double scale;               /* default 1 */
     double offset;              /* default 0 */
+    int round_dp;               /* integer types: decimals of scale and offset, to which
+                                   values are rounded (raw 229 x 0.1 gives 22.9, not
+                                   22.900000000000002); -1 when either has more than 9 */
     int has_dp;                 /* "decimal_register" given */
     gw_mb_table dp_table;       /* register table of the decimal-point register */
     uint16_t dp_address;        /* its 0-based address; its value (0..9) is the exponent */

@@ -103,11 +103,19 @@ static void test_device_vectors(void **state)
      * a <<8 combination (the public-code bug) would give 0x2445 -> 9.285. */
     uint16_t pz[2] = {0x2345, 0x0001};
     v = dec(pt_of("{\"field\":\"i\",\"table\":\"input\",\"address\":1,\"type\":\"u32\",\"byte_order\":\"CDAB\",\"scale\":0.001}"), pz, 2, 0);
-    assert_true(fabs(v.value - 74.565) < 1e-9);
+    assert_true(v.value == 74.565); /* rounded to the scale's decimals, exactly */
     /* JXBS CO: 0x00BD x 0.1 = 18.9 ppm */
     uint16_t co = 0x00BD;
     v = dec(pt_of("{\"field\":\"co\",\"table\":\"holding\",\"address\":6,\"type\":\"u16\",\"scale\":0.1}"), &co, 1, 0);
-    assert_true(fabs(v.value - 18.9) < 1e-9);
+    assert_true(v.value == 18.9); /* 189 x 0.1 is 18.900000000000002 unrounded */
+    /* Scale, offset and decimal-point register together: 653 x 0.1 - 40 = 25.3; with
+     * dp 2, 12345 x 0.1 / 100 = 12.345. */
+    uint16_t t = 653;
+    v = dec(pt_of("{\"field\":\"t\",\"table\":\"holding\",\"address\":0,\"type\":\"u16\",\"scale\":0.1,\"offset\":-40}"), &t, 1, 0);
+    assert_true(v.value == 25.3);
+    uint16_t q = 12345;
+    v = dec(pt_of("{\"field\":\"q\",\"table\":\"holding\",\"address\":0,\"type\":\"u16\",\"scale\":0.1,\"decimal_register\":{\"table\":\"holding\",\"address\":9}}"), &q, 1, 2);
+    assert_true(v.value == 12.345);
 }
 
 static void test_int_types(void **state)
