@@ -22,6 +22,8 @@ def fmt_value(ev):
         # Comm loss and staleness carry no value: say what the quality was.
         return "no data (%s)" % (e.get("quality") or "none")
     unit = e.get("unit") or ""
+    if isinstance(v, float):
+        v = "%g" % v  # 150.8197 W, not the float32's 150.81968688964844
     return ("%s=%s %s" % (e["field"], v, unit)).strip()
 
 

@@ -131,6 +131,7 @@ static void classify(sim_device *d, sim_field *f)
     int fam = unit_family(f->unit, &f->factor);
     double lo = 10, hi = 12;
     int scaled = 1; /* band is in base units: multiply by factor */
+    double step_frac = 0.08; /* walk step as a share of the band */
     f->role = SIM_ROLE_WALK;
 
     if (pt && pt->type == GW_PT_STRING) {
@@ -209,8 +210,13 @@ static void classify(sim_device *d, sim_field *f)
             lo = 2.0, hi = 2.6, scaled = 0; /* street-level low-pressure distribution */
         else if (strcmp(kind, "gas") == 0)
             lo = 0.2, hi = 0.3;
-        else
+        else {
+            /* A water main at rest moves by a few kPa: the default 8 % step (0.008 MPa a
+             * second) would walk at 0.02-0.03 MPa/min, beyond the clear limit of the
+             * burst rule (rules/water.json), and a repaired pipe would never clear. */
             lo = 0.25, hi = 0.35;
+            step_frac = 0.01;
+        }
     } else if (has(n, "distance")) {
         lo = 1.8, hi = 2.2;
     } else if (has(n, "level") && !has(n, "alarm")) {
@@ -266,7 +272,7 @@ static void classify(sim_device *d, sim_field *f)
         hi = lo;
     f->lo = lo;
     f->hi = hi;
-    f->step = (hi - lo) * 0.08;
+    f->step = (hi - lo) * step_frac;
     f->value = lo + (hi - lo) * urand(&d->rng);
 }
 
