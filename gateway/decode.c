@@ -37,6 +37,20 @@ typedef struct jsonmap {
     ts_format ts_format;
 } jsonmap;
 
+/* x * scale + offset, rounded to the decimals of x, scale and offset together (21.7 x
+ * 0.1 gives 2.17, not 2.1700000000000004); as computed when one has more than 9. */
+static double map_number(const map_field *f, double x)
+{
+    if (f->scale == 1 && f->offset == 0)
+        return x;
+    double v = x * f->scale + f->offset;
+    int dx = gw_decimals(x), ds = gw_decimals(f->scale), doff = gw_decimals(f->offset);
+    if (dx < 0 || ds < 0 || doff < 0)
+        return v;
+    int d = dx + ds > doff ? dx + ds : doff;
+    return gw_round_decimals(v, d);
+}
+
 static void jsonmap_free(jsonmap *m)
 {
     if (!m)
@@ -1133,7 +1147,7 @@ static int run_json(entry *e, msg *m)
         } else if (cJSON_IsBool(j)) {
             s.value = cJSON_IsTrue(j);
         } else if (cJSON_IsNumber(j) && isfinite(j->valuedouble)) {
-            s.value = f->type == CG_BOOL ? (j->valuedouble != 0) : j->valuedouble * f->scale + f->offset;
+            s.value = f->type == CG_BOOL ? (j->valuedouble != 0) : map_number(f, j->valuedouble);
             if (!isfinite(s.value))
                 goto wrong_type;
         } else {

@@ -3,6 +3,7 @@
 #include "error.h"
 #include "timeutil.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -24,6 +25,29 @@ int gw_quality_parse(const char *name, gw_quality *out)
         }
     }
     return GW_EINVAL;
+}
+
+static const double pow10_tab[10] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+
+int gw_decimals(double x)
+{
+    double ax = fabs(x);
+    for (int d = 0; d <= 9; d++) {
+        double m = ax * pow10_tab[d];
+        if (fabs(m - round(m)) <= 1e-9 * (m > 1 ? m : 1))
+            return d;
+    }
+    return -1;
+}
+
+double gw_round_decimals(double v, int d)
+{
+    if (d < 1 || d > 9)
+        return v;
+    double m = v * pow10_tab[d];
+    if (!(fabs(m) < 9007199254740992.0)) /* 2^53: still an exact integer (and not NaN) */
+        return v;
+    return round(m) / pow10_tab[d];
 }
 
 void gw_strlcpy(char *dst, const char *src, size_t size)

@@ -45,6 +45,13 @@ int gw_quality_parse(const char *name, gw_quality *out);
  * per-sample paths. */
 void gw_strlcpy(char *dst, const char *src, size_t size);
 
+/* Decimal places of x (0..9; within 1e-9 relative), or -1 when it has more. */
+int gw_decimals(double x);
+/* v rounded to d decimal places (1..9): the double nearest that decimal, so arithmetic
+ * noise goes (189 x 0.1 gives 18.9, not 18.900000000000002). v itself when d is out of
+ * range or v too large for the rounding to be exact. */
+double gw_round_decimals(double v, int d);
+
 /* Fill a number sample; strings are truncated to fit. ts_us 0 means now. */
 void gw_sample_set(gw_sample *s, const char *device, const char *field, double value,
                    const char *unit, gw_quality q, int64_t ts_us);

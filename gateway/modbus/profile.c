@@ -188,18 +188,6 @@ static int marker_hit(const gw_profile_point *pt, uint64_t raw, double fval)
     return 0;
 }
 
-/* Decimal places of x (0..9), or -1 when it has more. */
-static int decimals_of(double x)
-{
-    double ax = fabs(x);
-    for (int d = 0; d <= 9; d++) {
-        double m = ax * pow10_tab[d];
-        if (fabs(m - round(m)) <= 1e-9 * (m > 1 ? m : 1))
-            return d;
-    }
-    return -1;
-}
-
 /* integer: num is an integer register value, so the result has at most the decimals
  * of scale, offset and dp, and is rounded to them (floats keep their own digits). */
 static void finish_number(const gw_profile_point *pt, double num, int dp, int integer,
@@ -209,14 +197,8 @@ static void finish_number(const gw_profile_point *pt, double num, int dp, int in
     if (pt->has_dp)
         v /= pow10_tab[dp];
     v += pt->offset;
-    if (integer && pt->round_dp >= 0) {
-        int d = pt->round_dp + (pt->has_dp ? dp : 0);
-        if (d > 0 && d <= 9) {
-            double m = v * pow10_tab[d];
-            if (fabs(m) < 9007199254740992.0) /* 2^53: still an exact integer */
-                v = round(m) / pow10_tab[d];
-        }
-    }
+    if (integer && pt->round_dp >= 0)
+        v = gw_round_decimals(v, pt->round_dp + (pt->has_dp ? dp : 0));
     out->type = GW_V_NUMBER;
     out->value = v;
     if (!isfinite(v) || (pt->has_min && v < pt->min) || (pt->has_max && v > pt->max))
@@ -754,7 +736,7 @@ static int parse_point(pctx *c, const cJSON *pj, const char *path, gw_profile *p
         else
             pt->offset = v->valuedouble;
     }
-    int ds = decimals_of(pt->scale), doff = decimals_of(pt->offset);
+    int ds = gw_decimals(pt->scale), doff = gw_decimals(pt->offset);
     pt->round_dp = ds < 0 || doff < 0 ? -1 : ds > doff ? ds : doff;
     v = cJSON_GetObjectItemCaseSensitive(pj, "unit");
     if (v) {

@@ -159,7 +159,7 @@ static void test_field_map(void **state)
                      0);
     got g;
     assert_int_equal(decode(&f, "{\"time\": \"2026-06-01T08:30:05.120+08:00\", \"object\": {\"angle\": 1250},"
-                                " \"t\": 650, \"r\": 1, \"s\": \"ok\", \"rx\": [{\"rssi\": -91}]}", &g),
+                                " \"t\": 653, \"r\": 1, \"s\": \"ok\", \"rx\": [{\"rssi\": -91}]}", &g),
                      0);
     assert_int_equal(g.n, 5);
     const gw_sample *s = find(&g, "tilt_deg");
@@ -171,7 +171,9 @@ static void test_field_map(void **state)
     int64_t want;
     assert_int_equal(gw_parse_rfc3339("2026-06-01T00:30:05.120Z", &want), 0);
     assert_int_equal(s->ts_us, want);
-    assert_true(find(&g, "temp_c")->value > 24.999 && find(&g, "temp_c")->value < 25.001);
+    /* Rounded to the decimals of value, scale and offset: 653 x 0.1 - 40 is
+     * 25.299999999999997 unrounded. */
+    assert_true(find(&g, "temp_c")->value == 25.3);
     assert_int_equal(find(&g, "relay_on")->type, GW_V_BOOL);
     assert_int_equal(find(&g, "state")->type, GW_V_TEXT);
     assert_string_equal(find(&g, "state")->text, "ok");
