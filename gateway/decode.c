@@ -27,7 +27,8 @@ typedef enum { TS_NONE = 0, TS_RFC3339, TS_EPOCH_S, TS_EPOCH_MS, TS_AUTO } ts_fo
 typedef struct map_field {
     char *name, *path, *unit;
     double scale, offset;
-    int type; /* CG_NUMBER, CG_BOOL, CG_TEXT */
+    int scale_dp, offset_dp; /* their decimals (gw_decimals), -1 when more than 9 */
+    int type;                /* CG_NUMBER, CG_BOOL, CG_TEXT */
 } map_field;
 
 typedef struct jsonmap {
@@ -44,10 +45,10 @@ static double map_number(const map_field *f, double x)
     if (f->scale == 1 && f->offset == 0)
         return x;
     double v = x * f->scale + f->offset;
-    int dx = gw_decimals(x), ds = gw_decimals(f->scale), doff = gw_decimals(f->offset);
-    if (dx < 0 || ds < 0 || doff < 0)
+    int dx = gw_decimals(x);
+    if (dx < 0 || f->scale_dp < 0 || f->offset_dp < 0)
         return v;
-    int d = dx + ds > doff ? dx + ds : doff;
+    int d = dx + f->scale_dp > f->offset_dp ? dx + f->scale_dp : f->offset_dp;
     return gw_round_decimals(v, d);
 }
 
@@ -206,6 +207,8 @@ static int jsonmap_build(const cJSON *o, gw_cfgerr *errs, const char *file, cons
                               "must be a JSON path such as \"object.angle\" or \"rxInfo[0].rssi\"");
                 continue;
             }
+            mf->scale_dp = gw_decimals(mf->scale);
+            mf->offset_dp = gw_decimals(mf->offset);
             if (!(mf->name = gw_strdup(f->string)) || !(mf->path = gw_strdup(fpath)) ||
                 (unit && !(mf->unit = gw_strdup(unit)))) {
                 m->n++;
