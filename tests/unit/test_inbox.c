@@ -116,6 +116,15 @@ static size_t used(gw_inbox *b)
     return st.used;
 }
 
+/* The batch has nothing more; end it, after which used(b) is want_used. */
+static void expect_batch_end(gw_inbox *b, gw_inbox_batch *it, size_t want_used)
+{
+    gw_inbox_msg m;
+    assert_int_equal(gw_inbox_next(b, it, &m), 0);
+    gw_inbox_end(b, it);
+    assert_int_equal(used(b), want_used);
+}
+
 /* ---- golden cases (ring of 512 bytes, records of 128 / 192 / 256 ...) ------------- */
 
 static void test_sizes_and_limits(void **state)
@@ -140,10 +149,7 @@ static void test_sizes_and_limits(void **state)
     assert_int_equal(gw_inbox_begin(b, &it), 1);
     expect_next(b, &it, 1, half);
     expect_next(b, &it, 2, half);
-    gw_inbox_msg m;
-    assert_int_equal(gw_inbox_next(b, &it, &m), 0);
-    gw_inbox_end(b, &it);
-    assert_int_equal(used(b), 0);
+    expect_batch_end(b, &it, 0);
     gw_inbox_free(b);
 }
 
@@ -173,10 +179,7 @@ static void test_wrap_exactly_at_cap(void **state)
     assert_int_equal(gw_inbox_begin(b, &it), 1);
     for (uint32_t i = 2; i <= 5; i++)
         expect_next(b, &it, i, l);
-    gw_inbox_msg m;
-    assert_int_equal(gw_inbox_next(b, &it, &m), 0);
-    gw_inbox_end(b, &it);
-    assert_int_equal(used(b), 0);
+    expect_batch_end(b, &it, 0);
 
     /* empty after the wrap: starts over at 0, so two halves fit again */
     size_t half = len_for(256);
@@ -218,10 +221,7 @@ static void test_wrap_with_skip_header(void **state)
     assert_int_equal(gw_inbox_begin(b, &it), 1);
     expect_next(b, &it, 2, l);
     expect_next(b, &it, 3, l);
-    gw_inbox_msg m;
-    assert_int_equal(gw_inbox_next(b, &it, &m), 0);
-    gw_inbox_end(b, &it);
-    assert_int_equal(used(b), 0);
+    expect_batch_end(b, &it, 0);
     gw_inbox_free(b);
 }
 
@@ -247,10 +247,7 @@ static void test_wrap_short_tail_and_no_fit(void **state)
     assert_int_equal(gw_inbox_begin(b, &it), 1);
     expect_next(b, &it, 2, l232);
     expect_next(b, &it, 3, l200);
-    gw_inbox_msg m;
-    assert_int_equal(gw_inbox_next(b, &it, &m), 0);
-    gw_inbox_end(b, &it);
-    assert_int_equal(used(b), 0);
+    expect_batch_end(b, &it, 0);
     gw_inbox_free(b);
 }
 
@@ -281,15 +278,10 @@ static void test_give_back_during_batch(void **state)
     for (uint32_t i = GW_INBOX_RELEASE + 2; i <= n; i++)
         expect_next(b, &it, i, small);
     expect_next(b, &it, n + 1, big);
-    gw_inbox_msg m;
-    assert_int_equal(gw_inbox_next(b, &it, &m), 0); /* the new one is not in this batch */
-    gw_inbox_end(b, &it);
-    assert_int_equal(used(b), 2048);
+    expect_batch_end(b, &it, 2048); /* the new one is not in this batch */
     assert_int_equal(gw_inbox_begin(b, &it), 1);
     expect_next(b, &it, n + 2, half);
-    assert_int_equal(gw_inbox_next(b, &it, &m), 0);
-    gw_inbox_end(b, &it);
-    assert_int_equal(used(b), 0);
+    expect_batch_end(b, &it, 0);
     gw_inbox_free(b);
 }
 
